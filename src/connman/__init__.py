@@ -1,0 +1,108 @@
+"""connman: a very thin connection manager.
+
+Ask for a TCP connection, or a named pool of them, to `host:port`; connman opens it, notices when it
+breaks and re-establishes it with backoff until you call `disconnect()`. You get callbacks
+(`on_connect(conn)`, `on_data(bytes)`, `on_reset()`) and keep direct access to the transport and the
+socket. Works from asyncio and from plain synchronous code.
+
+    import connman
+
+    conn = connman.connect(11211, "127.0.0.1", on_connect=..., on_data=..., on_reset=...)
+    ...
+    connman.disconnect_all()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Unpack
+
+from ._backoff import Backoff
+from ._callbacks import Handler
+from ._options import ConnectOptions, Endpoint
+from ._state import State
+from ._thread import Wait
+from ._version import __version__
+from .connection import Connection, Stats
+from .errors import (
+    ConnmanError,
+    Disconnected,
+    GaveUp,
+    NotConnected,
+    PoolError,
+    PoolExists,
+    PoolNotFound,
+    QueueFull,
+)
+from .manager import ConnectionManager, default_manager
+from .pool import Pool
+
+__all__ = [
+    "Backoff",
+    "ConnectOptions",
+    "Connection",
+    "ConnectionManager",
+    "ConnmanError",
+    "Disconnected",
+    "Endpoint",
+    "GaveUp",
+    "Handler",
+    "NotConnected",
+    "Pool",
+    "PoolError",
+    "PoolExists",
+    "PoolNotFound",
+    "QueueFull",
+    "State",
+    "Stats",
+    "Wait",
+    "__version__",
+    "connect",
+    "create_pool",
+    "default_manager",
+    "disconnect_all",
+    "get_connection",
+    "get_pool",
+]
+
+
+def connect(
+    port: int,
+    host: str,
+    *,
+    on_connect: Callable[[Connection], object] | None = None,
+    on_data: Callable[[bytes], object] | None = None,
+    on_reset: Callable[[], object] | None = None,
+    handler: object = None,
+    **options: Unpack[ConnectOptions],
+) -> Connection:
+    """Open a managed connection on the default manager; see `ConnectionManager.connect()`."""
+    return default_manager().connect(
+        port,
+        host,
+        on_connect=on_connect,
+        on_data=on_data,
+        on_reset=on_reset,
+        handler=handler,
+        **options,
+    )
+
+
+def get_connection(port: int, host: str) -> Connection | None:
+    """The oldest managed connection to `host:port` on the default manager, or None."""
+    return default_manager().get_connection(port, host)
+
+
+def create_pool(name: str) -> Pool:
+    """Create a named pool on the default manager; raises `PoolExists` if the name is taken."""
+    return default_manager().create_pool(name)
+
+
+def get_pool(name: str) -> Pool:
+    """The named pool of the default manager; raises `PoolNotFound` if there is none."""
+    return default_manager().get_pool(name)
+
+
+def disconnect_all(timeout: float | None = 10.0) -> Wait[bool]:
+    """Disconnect everything the default manager manages; see `ConnectionManager.disconnect_all()`."""
+    return default_manager().disconnect_all(timeout)

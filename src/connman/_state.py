@@ -1,0 +1,340 @@
+"""The connection state machine: one transition table, no IO, no clock.
+
+Rule 1 (after h11): everything that affects the state machine and state transitions must live here in
+this file.
+
+Theory of operation
+-------------------
+A managed connection is always in one of five states:
+
+- CONNECTING: an attempt is under way (name resolution, TCP connect, TLS handshake).
+- CONNECTED: the transport is up; `on_connect` (or the resume callable) has been called.
+- WAITING: the last attempt failed or the connection was lost; a retry timer is armed.
+- FAILED: `max_attempts` consecutive attempts failed; nothing is armed. `reconnect()` revives it.
+- CLOSED: the application called `disconnect()`. Terminal: nothing leaves CLOSED.
+
+The driver (`connection.py`) feeds in what happened, as events (`ConnectSucceeded`, `ConnectFailed`,
+`ConnectionLost`, `RetryDue`, `DisconnectRequested`, `ReconnectRequested`), and executes the actions that
+`ConnectionMachine.handle()` hands back, in order (`StartConnect`, `NotifyConnected`, `NotifyReset`,
+`ScheduleRetry`, `CancelRetry`, `AbortConnect`, `CloseTransport`, `NotifyGaveUp`). Time comes in as the
+`now` field of the events that need it, so the machine can be driven exhaustively in tests without a
+loop, a socket or a clock.
+
+Two counters drive the retries, and keeping them apart is the point of this module:
+
+- `failures` counts consecutive attempts that never connected; it is what `max_attempts` limits, and a
+  successful connect resets it.
+- `backoff_attempt` counts waits since the last *stable* connection. It resets only when a connection
+  that stayed up at least `Backoff.min_uptime` is lost. The original reset its delay on every TCP
+  connect, so a server that accepts and closes at once got 94 reconnects in 2 s, forever; here the
+  delays keep growing to the cap until a connection proves stable.
+
+`on_reset` (`NotifyReset`) fires once per loss of an *established* connection: never for an attempt that
+did not connect (the original fired it for every failed attempt) and never for the application's own
+`disconnect()`. `reconnect()` on a connected connection is a loss the application asked for: `on_reset`
+fires and the next attempt starts at once, with no wait.
+
+Events that arrive in a state that does not expect them are ignored in CLOSED (a late timer or a
+transport closing after `disconnect()` is normal) and are a driver bug anywhere else.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+from ._backoff import Backoff
+
+__all__ = [
+    "TRANSITIONS",
+    "AbortConnect",
+    "Action",
+    "CancelRetry",
+    "CloseTransport",
+    "ConnectFailed",
+    "ConnectSucceeded",
+    "ConnectionLost",
+    "ConnectionMachine",
+    "DisconnectRequested",
+    "Event",
+    "NotifyConnected",
+    "NotifyGaveUp",
+    "NotifyReset",
+    "ReconnectRequested",
+    "RetryDue",
+    "ScheduleRetry",
+    "StartConnect",
+    "State",
+]
+
+
+class State(enum.Enum):
+    """Where a managed connection is in its life; see the module docstring."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    WAITING = "waiting"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+    def __repr__(self) -> str:
+        return f"State.{self.name}"
+
+
+# ---- events: what happened (inputs) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectSucceeded:
+    """The attempt connected (TCP, and TLS if asked)."""
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectFailed:
+    """The attempt failed before connecting: refused, unresolvable, timed out, TLS handshake, ..."""
+
+    error: BaseException
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionLost:
+    """An established connection went away; `error` is None for a clean EOF."""
+
+    error: BaseException | None
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryDue:
+    """The retry timer fired."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisconnectRequested:
+    """The application called `disconnect()`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReconnectRequested:
+    """The application called `reconnect()`: drop the connection if any and connect now."""
+
+
+Event: TypeAlias = (
+    ConnectSucceeded | ConnectFailed | ConnectionLost | RetryDue | DisconnectRequested | ReconnectRequested
+)
+
+# ---- actions: what the driver must do (outputs) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartConnect:
+    """Start a connection attempt (resolve the name anew, connect, handshake)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifyConnected:
+    """Call `on_connect`, or the callable `on_reset` returned."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifyReset:
+    """Call `on_reset`: an established connection was lost."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleRetry:
+    """Arm the retry timer; `RetryDue` is expected after `delay` seconds."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelRetry:
+    """Disarm the retry timer."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AbortConnect:
+    """Cancel the attempt under way; no event is expected from it any more."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CloseTransport:
+    """Close the current transport; no event is expected from it any more."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifyGaveUp:
+    """Call the give-up callback: `max_attempts` consecutive attempts failed."""
+
+    error: BaseException
+
+
+Action: TypeAlias = (
+    StartConnect
+    | NotifyConnected
+    | NotifyReset
+    | ScheduleRetry
+    | CancelRetry
+    | AbortConnect
+    | CloseTransport
+    | NotifyGaveUp
+)
+
+CONNECTING: Final = State.CONNECTING
+CONNECTED: Final = State.CONNECTED
+WAITING: Final = State.WAITING
+FAILED: Final = State.FAILED
+CLOSED: Final = State.CLOSED
+
+#: state -> event type -> next state. A pair missing from the table is not expected in that state.
+#: One transition is conditional: `ConnectFailed` goes to FAILED instead of WAITING once
+#: `max_attempts` consecutive attempts have failed (see `ConnectionMachine._give_up`).
+TRANSITIONS: Final[dict[State, dict[type[Event], State]]] = {
+    CONNECTING: {
+        ConnectSucceeded: CONNECTED,
+        ConnectFailed: WAITING,
+        DisconnectRequested: CLOSED,
+        ReconnectRequested: CONNECTING,
+    },
+    CONNECTED: {
+        ConnectionLost: WAITING,
+        DisconnectRequested: CLOSED,
+        ReconnectRequested: CONNECTING,
+    },
+    WAITING: {
+        RetryDue: CONNECTING,
+        DisconnectRequested: CLOSED,
+        ReconnectRequested: CONNECTING,
+    },
+    FAILED: {
+        DisconnectRequested: CLOSED,
+        ReconnectRequested: CONNECTING,
+    },
+    CLOSED: {},
+}
+
+
+class ConnectionMachine:
+    """The pure state machine of one managed connection.
+
+    Args:
+        backoff: The delay policy.
+        max_attempts: Consecutive failed attempts before giving up; `None` retries forever.
+        rng: Randomness for the backoff jitter; pass `random.Random(seed)` to reproduce a schedule.
+    """
+
+    __slots__ = (
+        "_delay",
+        "backoff",
+        "backoff_attempt",
+        "connected_at",
+        "connects",
+        "failed_attempts",
+        "failures",
+        "last_error",
+        "max_attempts",
+        "resets",
+        "rng",
+        "state",
+    )
+
+    def __init__(
+        self, backoff: Backoff, max_attempts: int | None = None, rng: random.Random | None = None
+    ) -> None:
+        self.backoff = backoff
+        self.max_attempts = max_attempts
+        self.rng = rng if rng is not None else random.Random()
+        # A new connection starts connecting at once: the driver executes `StartConnect` on start.
+        self.state = CONNECTING
+        self.failures = 0
+        self.backoff_attempt = 0
+        self._delay: float | None = None
+        self.connected_at: float | None = None
+        self.connects = 0
+        self.resets = 0
+        self.failed_attempts = 0
+        self.last_error: BaseException | None = None
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply `event` and return the actions the driver must carry out, in order.
+
+        Raises:
+            RuntimeError: The event is not expected in the current state (a driver bug), except in
+                CLOSED, where every event is ignored.
+        """
+        state = self.state
+        next_state = TRANSITIONS[state].get(type(event))
+        if next_state is None:
+            if state is CLOSED:
+                return []
+            raise RuntimeError(f"can't handle {type(event).__name__} in state {state.name}")
+        actions: list[Action]
+        match event:
+            case ConnectSucceeded(now=now):
+                self.failures = 0
+                self.connects += 1
+                self.connected_at = now
+                actions = [NotifyConnected()]
+            case ConnectFailed(error=error):
+                self.failures += 1
+                self.failed_attempts += 1
+                self.last_error = error
+                if self._give_up():
+                    next_state = FAILED
+                    actions = [NotifyGaveUp(error=error)]
+                else:
+                    actions = [self._schedule_retry()]
+            case ConnectionLost(error=error, now=now):
+                self.resets += 1
+                self.last_error = error
+                self._lost(now)
+                actions = [NotifyReset(), self._schedule_retry()]
+            case RetryDue():
+                actions = [StartConnect()]
+            case DisconnectRequested():
+                actions = [self._stop_current()] if state is not FAILED else []
+            case ReconnectRequested():
+                if state is CONNECTING:
+                    actions = []  # already on its way
+                elif state is CONNECTED:
+                    self.resets += 1
+                    self.last_error = None
+                    self._lost(None)
+                    actions = [CloseTransport(), NotifyReset(), StartConnect()]
+                else:  # WAITING or FAILED
+                    self.failures = 0
+                    actions = [CancelRetry(), StartConnect()] if state is WAITING else [StartConnect()]
+        self.state = next_state
+        return actions
+
+    def _give_up(self) -> bool:
+        return self.max_attempts is not None and self.failures >= self.max_attempts
+
+    def _lost(self, now: float | None) -> None:
+        # Reset the backoff only for a connection that proved stable (`now` None: the application
+        # asked to reconnect, which says nothing about the peer; keep the count).
+        if now is not None and self.connected_at is not None:
+            if now - self.connected_at >= self.backoff.min_uptime:
+                self.backoff_attempt = 0
+                self._delay = None
+        self.connected_at = None
+
+    def _schedule_retry(self) -> ScheduleRetry:
+        delay = self.backoff.delay(self.backoff_attempt, self.rng, self._delay)
+        self.backoff_attempt += 1
+        self._delay = delay
+        return ScheduleRetry(delay=delay)
+
+    def _stop_current(self) -> Action:
+        if self.state is CONNECTING:
+            return AbortConnect()
+        if self.state is CONNECTED:
+            self.connected_at = None
+            return CloseTransport()
+        return CancelRetry()

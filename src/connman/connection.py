@@ -1,0 +1,651 @@
+"""`Connection`, the asyncio driver: it executes the actions of the pure state machine.
+
+The driver owns every asyncio object of a managed connection: the attempt task, the retry timer, the
+transport and its protocol. Each attempt gets a fresh `_Protocol`; when the machine says
+`CloseTransport` or `AbortConnect`, the protocol is deactivated first, so nothing a stale transport
+reports later can reach the machine or the application.
+
+Thread safety: methods called on the loop's own thread run inline; from any other thread they are
+marshalled onto the loop (see `_thread.py`). `write()` from other threads appends to a locked list that
+one loop callback flushes, so a thread's writes keep their order and one call's bytes never interleave
+with another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from ._callbacks import Callbacks, Dispatcher, report, resume_caller
+from ._options import Endpoint, Options
+from ._state import (
+    AbortConnect,
+    Action,
+    CancelRetry,
+    CloseTransport,
+    ConnectFailed,
+    ConnectionLost,
+    ConnectionMachine,
+    ConnectSucceeded,
+    DisconnectRequested,
+    Event,
+    NotifyConnected,
+    NotifyGaveUp,
+    NotifyReset,
+    ReconnectRequested,
+    RetryDue,
+    ScheduleRetry,
+    StartConnect,
+    State,
+)
+from ._thread import Wait, run_wait
+from .errors import Disconnected, GaveUp, NotConnected, QueueFull
+
+if TYPE_CHECKING:
+    from .manager import ConnectionManager
+
+__all__ = ["Connection", "Stats"]
+
+logger: Final = logging.getLogger("connman")
+
+#: After `disconnect()`, unsent bytes get this long to drain before the transport is aborted, so a
+#: peer that stopped reading cannot keep `wait_closed()` waiting forever.
+CLOSE_LINGER: Final = 2.0
+
+Bytes = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of one connection's counters (trio's `statistics()`: immutable, named fields).
+
+    Attributes:
+        state: The state when the snapshot was taken.
+        connects: Times the connection was established.
+        resets: Times an established connection was lost (each fired `on_reset`).
+        failed_attempts: Attempts that never connected.
+        bytes_in: Bytes received and handed to `on_data`.
+        bytes_out: Bytes handed to the transport by `write()` / `writelines()`.
+        queued: Bytes waiting in the write queue (`queue_while_down`).
+        last_error: Why the last attempt failed or the last connection was lost; None for a clean EOF.
+        connected_since: Wall-clock time (`time.time()`) of the current connection; None when down.
+    """
+
+    state: State
+    connects: int
+    resets: int
+    failed_attempts: int
+    bytes_in: int
+    bytes_out: int
+    queued: int
+    last_error: BaseException | None
+    connected_since: float | None
+
+
+class _Protocol(asyncio.Protocol):
+    """The protocol of one attempt; inert once `active` is cleared."""
+
+    __slots__ = ("active", "owner", "transport")
+
+    def __init__(self, owner: Connection) -> None:
+        self.owner = owner
+        self.active = True
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        owner = self.owner
+        transport = cast(asyncio.Transport, transport)
+        owner._live += 1
+        if not self.active:
+            transport.abort()
+            return
+        self.transport = transport
+        owner._made(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.active:
+            owner = self.owner
+            owner._bytes_in += len(data)
+            owner._dispatcher.call("on_data", owner._callbacks.on_data, (data,))
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: a half-closed managed connection is a lost one
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        owner = self.owner
+        owner._live -= 1
+        if self.active:
+            self.active = False
+            owner._lost(exc)
+        elif owner._linger is not None and owner._live == 0:
+            owner._linger.cancel()
+            owner._linger = None
+        owner._changed()
+
+    def pause_writing(self) -> None:
+        self.owner._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self.owner._writing_paused = False
+
+
+class Connection:
+    """A managed TCP connection that re-establishes itself until `disconnect()`.
+
+    Made by `connman.connect()` / `ConnectionManager.connect()` / `Pool.add_connection()`, never directly.
+    It starts connecting at once, in the background.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_bytes_in",
+        "_bytes_out",
+        "_callbacks",
+        "_change",
+        "_connect_task",
+        "_connected_since",
+        "_dispatcher",
+        "_endpoint",
+        "_foreign_writes",
+        "_foreign_writes_lock",
+        "_linger",
+        "_live",
+        "_loop",
+        "_machine",
+        "_manager",
+        "_options",
+        "_protocol",
+        "_queue",
+        "_queued",
+        "_resume",
+        "_thread_id",
+        "_timer",
+        "_transport",
+        "_writing_paused",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        callbacks: Callbacks,
+        options: Options,
+        loop: asyncio.AbstractEventLoop,
+        thread_id: int,
+        manager: ConnectionManager | None = None,
+    ) -> None:
+        self._endpoint = endpoint
+        self._callbacks = callbacks
+        self._options = options
+        self._loop = loop
+        self._thread_id = thread_id
+        self._manager = manager
+        self._machine = ConnectionMachine(options.backoff, options.max_attempts)
+        self._dispatcher = Dispatcher(loop, callbacks.on_error, self._callbacks_busy)
+        self._connect_task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._linger: asyncio.TimerHandle | None = None
+        self._protocol: _Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._resume: Callable[[], object] | None = None
+        self._change: asyncio.Future[None] | None = None
+        self._live = 0
+        self._bytes_in = 0
+        self._bytes_out = 0
+        self._queue: deque[bytes] = deque()
+        self._queued = 0
+        self._connected_since: float | None = None
+        self._writing_paused = False
+        self._foreign_writes: list[bytes] = []
+        self._foreign_writes_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self._endpoint} {self._machine.state.value}>"
+
+    # ---- properties ------------------------------------------------------------------------------
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """Where this connection goes (`port`, `host`)."""
+        return self._endpoint
+
+    @property
+    def state(self) -> State:
+        """The current `State`: CONNECTING, CONNECTED, WAITING, FAILED or CLOSED."""
+        return self._machine.state
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the connection is up now. Never waits."""
+        return self._machine.state is State.CONNECTED
+
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The current asyncio transport, or None while down. Closing it counts as a drop."""
+        return self._transport
+
+    @property
+    def socket(self) -> socket.socket | None:
+        """The current socket (asyncio's wrapper; `setsockopt` works on it), or None while down."""
+        transport = self._transport
+        return None if transport is None else transport.get_extra_info("socket")
+
+    @property
+    def peername(self) -> Any:
+        """The address of the peer (`(host, port)` for IPv4), or None while down."""
+        transport = self._transport
+        return None if transport is None else transport.get_extra_info("peername")
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """Why the last attempt failed or the last connection was lost (None for a clean EOF)."""
+        return self._machine.last_error
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this connection lives on (connman's own thread's for sync callers)."""
+        return self._loop
+
+    @property
+    def stats(self) -> Stats:
+        """A `Stats` snapshot of the counters."""
+        machine = self._machine
+        return Stats(
+            state=machine.state,
+            connects=machine.connects,
+            resets=machine.resets,
+            failed_attempts=machine.failed_attempts,
+            bytes_in=self._bytes_in,
+            bytes_out=self._bytes_out,
+            queued=self._queued,
+            last_error=machine.last_error,
+            connected_since=self._connected_since,
+        )
+
+    # ---- writing ---------------------------------------------------------------------------------
+
+    def write(self, data: Bytes) -> None:
+        """Send `data` (bytes-like) now, or queue it while down if `queue_while_down` allows.
+
+        Raises:
+            TypeError: `data` is not bytes-like.
+            NotConnected: The connection is down and queueing is off (`queue_while_down=0`).
+            QueueFull: Queueing `data` would exceed `queue_while_down` bytes; the queue is unchanged.
+            Disconnected: `disconnect()` was called.
+            GaveUp: The connection failed for good (`max_attempts`).
+        """
+        if threading.get_ident() != self._thread_id:
+            self._write_from_thread((data,))
+            return
+        transport = self._transport
+        if transport is not None:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+            self._bytes_out += len(data)
+            transport.write(data)
+        else:
+            self._write_while_down(_as_bytes(data))
+
+    def writelines(self, chunks: Iterable[Bytes]) -> None:
+        """Send several bytes-like chunks, in order, as one write; see `write()`."""
+        data = b"".join(_as_bytes(chunk) for chunk in chunks)
+        if data:
+            self.write(data)
+
+    def _write_while_down(self, data: bytes) -> None:
+        state = self._machine.state
+        if state is State.CLOSED:
+            raise Disconnected(f"connection to {self._endpoint} was disconnected by the application")
+        if state is State.FAILED:
+            raise GaveUp(
+                f"connection to {self._endpoint} gave up after {self._options.max_attempts} attempts"
+                f" (last error: {self._machine.last_error!r}); call reconnect() to try again"
+            )
+        limit = self._options.queue_while_down
+        if not limit:
+            raise NotConnected(
+                f"connection to {self._endpoint} is {state.value}, not connected"
+                " (pass queue_while_down=N to queue writes while down)"
+            )
+        if self._queued + len(data) > limit:
+            raise QueueFull(
+                f"write of {len(data)} bytes to {self._endpoint} would exceed queue_while_down="
+                f"{limit} ({self._queued} bytes queued already)"
+            )
+        self._queue.append(data)
+        self._queued += len(data)
+
+    def _write_from_thread(self, chunks: tuple[Bytes, ...]) -> None:
+        data = b"".join(_as_bytes(chunk) for chunk in chunks)
+        state = self._machine.state
+        if state is not State.CONNECTED:
+            # Decide here, in the caller's thread, so the error reaches the caller. Queueing is
+            # checked again on the loop, where the state is authoritative.
+            if state in (State.CLOSED, State.FAILED) or not self._options.queue_while_down:
+                self._write_while_down(data)
+        with self._foreign_writes_lock:
+            self._foreign_writes.append(data)
+            first = len(self._foreign_writes) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._flush_foreign_writes)
+
+    def _flush_foreign_writes(self) -> None:
+        with self._foreign_writes_lock:
+            chunks, self._foreign_writes = self._foreign_writes, []
+        data = b"".join(chunks)
+        transport = self._transport
+        if transport is not None:
+            self._bytes_out += len(data)
+            transport.write(data)
+            return
+        try:
+            self._write_while_down(data)
+        except (NotConnected, QueueFull, Disconnected, GaveUp) as exc:
+            # The connection went down between the caller's check and this callback: these bytes
+            # are lost as bytes in the kernel's send buffer are lost when a connection drops.
+            logger.warning("%d bytes written from another thread were lost: %s", len(data), exc)
+
+    def _flush_queue(self, transport: asyncio.Transport) -> None:
+        queue = self._queue
+        if queue:
+            self._bytes_out += self._queued
+            transport.writelines(queue)
+            queue.clear()
+            self._queued = 0
+
+    # ---- control ---------------------------------------------------------------------------------
+
+    def disconnect(self, timeout: float | None = 10.0) -> Wait[bool]:
+        """Close this connection for good: nothing reconnects and no callback fires after this.
+
+        Works in every state (connecting, connected, waiting to retry, failed) and is idempotent.
+        Queued writes (`queue_while_down`) are discarded; bytes already written are flushed for up to
+        2 s before the socket is aborted.
+
+        Args:
+            timeout: For sync callers, how long to block until the socket is closed, in seconds;
+                `None` waits as long as it takes.
+
+        Returns:
+            A `Wait`: in async code, `await conn.disconnect()` waits until the socket is closed (or
+            just call it and carry on); in sync code the call blocked already. True once closed.
+        """
+        if threading.get_ident() == self._thread_id:
+            self._disconnect()
+            return Wait(factory=lambda: self._wait_closed(timeout))
+
+        async def disconnect_and_wait() -> bool:
+            self._disconnect()
+            return await self._wait_closed(timeout)
+
+        return run_wait(self._loop, disconnect_and_wait, timeout)
+
+    def _disconnect(self) -> None:
+        if self._machine.state is State.CLOSED:
+            return
+        self._handle(DisconnectRequested())
+        self._dispatcher.clear()
+        self._resume = None
+        if self._queue:
+            logger.info("discarding %d queued bytes to %s at disconnect()", self._queued, self._endpoint)
+            self._queue.clear()
+            self._queued = 0
+        if self._manager is not None:
+            self._manager._forget(self)
+
+    def reconnect(self) -> None:
+        """Drop the connection now (firing `on_reset` if it was up) and connect again at once.
+
+        From WAITING it skips the rest of the wait; from FAILED it starts retrying afresh.
+
+        Raises:
+            Disconnected: `disconnect()` was called.
+        """
+        if self._machine.state is State.CLOSED:
+            raise Disconnected(f"connection to {self._endpoint} was disconnected by the application")
+        if threading.get_ident() == self._thread_id:
+            self._handle(ReconnectRequested())
+        else:
+            self._loop.call_soon_threadsafe(self._handle, ReconnectRequested())
+
+    def wait_connected(self, timeout: float | None = None) -> Wait[bool]:
+        """Wait until the connection is up.
+
+        Args:
+            timeout: Seconds to wait at most; `None` waits as long as it takes.
+
+        Returns:
+            A `Wait` that is True once connected, False if `timeout` passed first, and False at once
+            if the connection was disconnected or gave up. Await it in async code; in sync code the
+            call blocks and the result is truthy or not (`if conn.wait_connected(5): ...`).
+        """
+        return run_wait(self._loop, lambda: self._wait_for(_is_up, timeout), timeout)
+
+    def wait_closed(self, timeout: float | None = None) -> Wait[bool]:
+        """Wait until `disconnect()` has completed: socket closed, attempt cancelled, callbacks done.
+
+        Returns:
+            A `Wait` that is True once closed and False if `timeout` seconds passed first.
+        """
+        return run_wait(self._loop, lambda: self._wait_closed(timeout), timeout)
+
+    async def _wait_closed(self, timeout: float | None) -> bool:
+        return await self._wait_for(_is_closed, timeout)
+
+    async def _wait_for(self, done: Callable[[Connection], bool | None], timeout: float | None) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    outcome = done(self)
+                    if outcome is not None:
+                        return outcome
+                    await self.changed()
+        except TimeoutError:
+            return False
+
+    def changed(self) -> asyncio.Future[None]:
+        """A future that completes at the next change of state (or of closing progress).
+
+        Call it on the connection's loop. Pools use it to wait on several connections at once.
+        """
+        change = self._change
+        if change is None or change.done():
+            change = self._change = self._loop.create_future()
+        return asyncio.shield(change)
+
+    def _changed(self) -> None:
+        change = self._change
+        if change is not None:
+            self._change = None
+            if not change.done():
+                change.set_result(None)
+
+    # ---- driving the machine ---------------------------------------------------------------------
+
+    def _start(self) -> None:
+        logger.debug("= %s is CONNECTING", self._endpoint)
+        self._execute(StartConnect())
+
+    def _handle(self, event: Event) -> None:
+        machine = self._machine
+        before = machine.state
+        actions = machine.handle(event)
+        after = machine.state
+        if after is not before:
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("= %s is %s", self._endpoint, after.name)
+            self._changed()
+        for action in actions:
+            if machine.state is not after:
+                # A callback moved the machine on re-entrantly (disconnect() or reconnect() from
+                # on_reset, say); that call already ran its own actions, so ours are stale.
+                break
+            self._execute(action)
+
+    def _execute(self, action: Action) -> None:
+        match action:
+            case StartConnect():
+                self._connect_task = self._loop.create_task(self._attempt())
+            case NotifyConnected():
+                self._dispatcher.call("on_connect", self._call_on_connect)
+            case NotifyReset():
+                logger.info("connection to %s lost: %r", self._endpoint, self._machine.last_error)
+                self._dispatcher.call("on_reset", self._callbacks.on_reset, (), self._set_resume)
+            case ScheduleRetry(delay=delay):
+                logger.info(
+                    "reconnecting to %s in %.2f seconds: %r",
+                    self._endpoint,
+                    delay,
+                    self._machine.last_error,
+                )
+                self._timer = self._loop.call_later(delay, self._retry_due)
+            case CancelRetry():
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
+            case AbortConnect():
+                self._deactivate()
+                if self._connect_task is not None:
+                    self._connect_task.cancel()
+            case CloseTransport():
+                transport = self._transport
+                self._deactivate()
+                if transport is not None:
+                    self._close(transport)
+            case NotifyGaveUp(error=error):
+                logger.warning(
+                    "giving up on %s after %d attempts: %r",
+                    self._endpoint,
+                    self._machine.failures,
+                    error,
+                )
+                on_give_up = self._options.on_give_up
+                if on_give_up is not None:
+                    self._dispatcher.call("on_give_up", on_give_up, (error,))
+
+    def _deactivate(self) -> None:
+        protocol = self._protocol
+        if protocol is not None:
+            protocol.active = False
+        self._protocol = None
+        self._transport = None
+        self._connected_since = None
+
+    def _close(self, transport: asyncio.Transport) -> None:
+        if transport.get_write_buffer_size():
+            transport.close()
+            # Close flushes first; a peer that stopped reading must not hold the socket forever.
+            self._linger = self._loop.call_later(CLOSE_LINGER, transport.abort)
+        else:
+            transport.close()
+
+    def _retry_due(self) -> None:
+        self._timer = None
+        self._handle(RetryDue())
+
+    async def _attempt(self) -> None:
+        loop = self._loop
+        protocol = self._protocol = _Protocol(self)
+        endpoint = self._endpoint
+        timeout = self._options.connect_timeout
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                await loop.create_connection(
+                    lambda: protocol, endpoint.host, endpoint.port, **self._options.create_connection
+                )
+        except TimeoutError as exc:
+            error = exc
+            if deadline.expired():
+                error = TimeoutError(f"connect to {endpoint} timed out after {timeout} s")
+                error.__cause__ = exc
+        except Exception as exc:  # OSError, socket.gaierror, ssl.SSLError, ...
+            error = exc
+        finally:
+            if self._connect_task is asyncio.current_task():
+                self._connect_task = None
+            self._changed()
+        if error is not None and protocol.active and protocol.transport is None:
+            self._protocol = None
+            self._handle(ConnectFailed(error=error, now=loop.time()))
+
+    def _made(self, protocol: _Protocol) -> None:
+        transport = protocol.transport
+        assert transport is not None
+        if not self._options.nodelay:
+            sock = transport.get_extra_info("socket")
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        self._transport = transport
+        self._connected_since = time.time()
+        # Queued writes go out before anything else, before on_connect can write.
+        self._flush_queue(transport)
+        if self._dispatcher.busy:
+            transport.pause_reading()
+        self._handle(ConnectSucceeded(now=self._loop.time()))
+
+    def _lost(self, exc: BaseException | None) -> None:
+        self._protocol = None
+        self._transport = None
+        self._connected_since = None
+        self._handle(ConnectionLost(error=exc, now=self._loop.time()))
+
+    def _call_on_connect(self) -> object:
+        resume = self._resume
+        if resume is not None:
+            self._resume = None
+            return resume()
+        return self._callbacks.on_connect(self)
+
+    def _set_resume(self, result: object) -> None:
+        if result is None:
+            return
+        try:
+            self._resume = resume_caller(result, self)
+        except TypeError as exc:
+            report("on_reset", exc, self._callbacks.on_error)
+
+    def _callbacks_busy(self, busy: bool) -> None:
+        # While an async callback runs, reading is paused: backpressure for async on_data.
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            if busy:
+                transport.pause_reading()
+            else:
+                transport.resume_reading()
+        if not busy:
+            self._changed()
+
+
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)  # a copy: the caller may reuse its buffer before we send it
+    raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+
+
+def _is_up(conn: Connection) -> bool | None:
+    state = conn._machine.state
+    if state is State.CONNECTED:
+        return True
+    if state in (State.CLOSED, State.FAILED):
+        return False
+    return None
+
+
+def _is_closed(conn: Connection) -> bool | None:
+    if (
+        conn._machine.state is State.CLOSED
+        and conn._connect_task is None
+        and conn._live == 0
+        and not conn._dispatcher.busy
+    ):
+        return True
+    return None

@@ -1,0 +1,62 @@
+"""Exceptions raised by connman.
+
+The tree::
+
+    ConnmanError
+    ├── NotConnected (also a builtin ConnectionError)   the connection is down, retrying
+    ├── Disconnected                                     the application called disconnect()
+    ├── GaveUp                                           max_attempts was reached; the connection failed
+    ├── QueueFull                                        the write queue would exceed queue_while_down
+    └── PoolError
+        ├── PoolExists                                   create_pool() with a name in use
+        └── PoolNotFound                                 get_pool() with an unknown name
+
+As in trio, *your* code closing a connection (`Disconnected`) is kept apart from the network taking it
+away (`NotConnected`, with the cause in `Connection.last_error`). Bad arguments raise the builtin
+`TypeError` / `ValueError` at the call that received them, never later inside the retry loop.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnmanError",
+    "Disconnected",
+    "GaveUp",
+    "NotConnected",
+    "PoolError",
+    "PoolExists",
+    "PoolNotFound",
+    "QueueFull",
+]
+
+
+class ConnmanError(Exception):
+    """Raised for every error that is connman's own; the base class of the others."""
+
+
+class NotConnected(ConnmanError, ConnectionError):
+    """Raised when writing to a connection that is not connected (it is connecting or waiting to retry)."""
+
+
+class Disconnected(ConnmanError):
+    """Raised when using a connection after the application called `disconnect()` on it."""
+
+
+class GaveUp(ConnmanError):
+    """Raised when using a connection that stopped retrying because `max_attempts` was reached."""
+
+
+class QueueFull(ConnmanError):
+    """Raised when a write while down would make the queue exceed `queue_while_down` bytes."""
+
+
+class PoolError(ConnmanError):
+    """Raised for pool registry errors; the base class of `PoolExists` and `PoolNotFound`."""
+
+
+class PoolExists(PoolError):
+    """Raised when creating a pool with a name that is already in use."""
+
+
+class PoolNotFound(PoolError, LookupError):
+    """Raised when looking up a pool name that does not exist."""

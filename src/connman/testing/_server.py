@@ -1,0 +1,196 @@
+"""A restartable loopback server for tests (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Coroutine
+from typing import Any, Literal, Self, TypeAlias, TypeVar, cast
+
+__all__ = ["EchoServer", "ServerMode", "ServerThread"]
+
+T = TypeVar("T")
+ServerMode: TypeAlias = Literal["echo", "close", "silent"]
+MODES: tuple[ServerMode, ...] = ("echo", "close", "silent")
+
+
+class _Peer(asyncio.Protocol):
+    def __init__(self, server: EchoServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        server = self.server
+        server.accepts += 1
+        if server.mode == "close":
+            self.transport.close()
+            return
+        server._peers.add(self)
+        server._accepted.set()
+
+    def data_received(self, data: bytes) -> None:
+        server = self.server
+        server.received += len(data)
+        server.data.extend(data) if server.keep_data else None
+        if server.mode == "echo" and self.transport is not None:
+            self.transport.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server._peers.discard(self)
+
+
+class EchoServer:
+    """A loopback TCP server that can be stopped, restarted on the same port, and told to misbehave.
+
+    Args:
+        host: Address to listen on. Loopback only, as tests should.
+        port: Port to listen on; 0 picks a free one on the first `start()` and keeps it.
+        mode: "echo" sends back what it receives; "close" closes every connection as soon as it is
+            accepted (the flap-guard case); "silent" accepts and never answers. Change it any time.
+        keep_data: Keep every received byte in `data` (for tests that check what arrived).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        mode: ServerMode = "echo",
+        keep_data: bool = False,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES!r}, not {mode!r}")
+        self.host = host
+        self.port = port
+        self.mode: ServerMode = mode
+        self.keep_data = keep_data
+        self.data = bytearray()
+        self.accepts = 0
+        self.received = 0
+        self._server: asyncio.Server | None = None
+        self._peers: set[_Peer] = set()
+        self._accepted = asyncio.Event()
+
+    @property
+    def is_serving(self) -> bool:
+        """Whether the server is listening."""
+        return self._server is not None
+
+    @property
+    def clients(self) -> int:
+        """How many client connections are open now."""
+        return len(self._peers)
+
+    async def start(self) -> Self:
+        """Listen (again, on the same port after the first start)."""
+        if self._server is not None:
+            return self
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: _Peer(self), self.host, self.port, family=socket.AF_UNSPEC, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self, *, reset: bool = False) -> None:
+        """Stop listening and drop every client (with FIN, or RST if `reset`)."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        self.drop_clients(reset=reset)
+        if server is not None:
+            await server.wait_closed()
+
+    async def restart(self) -> None:
+        """Stop, dropping every client, and listen again on the same port."""
+        await self.stop()
+        await self.start()
+
+    def drop_clients(self, *, reset: bool = False) -> int:
+        """Close every client connection now (FIN, or RST if `reset`); return how many."""
+        peers = list(self._peers)
+        for peer in peers:
+            if peer.transport is not None:
+                if reset:
+                    sock = peer.transport.get_extra_info("socket")
+                    if sock is not None:
+                        # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+                    peer.transport.abort()
+                else:
+                    peer.transport.close()
+        self._peers.clear()
+        return len(peers)
+
+    def broadcast(self, data: bytes) -> None:
+        """Send `data` to every connected client."""
+        for peer in list(self._peers):
+            if peer.transport is not None:
+                peer.transport.write(data)
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+
+class ServerThread:
+    """Run an `EchoServer` on its own loop thread, with blocking methods.
+
+    Use it from sync code, or to keep a server off the loop a test's client runs on.
+    """
+
+    def __init__(self, server: EchoServer | None = None) -> None:
+        self.server = server if server is not None else EchoServer()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="connman-test-server", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        """The server's port (known after the first `start()`)."""
+        return self.server.port
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run `coro` on the server's loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def start(self) -> Self:
+        """Start (or restart listening) and return self."""
+        self.call(self.server.start())
+        return self
+
+    def stop(self, *, reset: bool = False) -> None:
+        """Stop listening and drop every client."""
+        self.call(self.server.stop(reset=reset))
+
+    def restart(self) -> None:
+        """Stop and listen again on the same port."""
+        self.call(self.server.restart())
+
+    def drop_clients(self, *, reset: bool = False) -> int:
+        """Drop every client now; return how many."""
+
+        async def drop() -> int:
+            return self.server.drop_clients(reset=reset)
+
+        return self.call(drop())
+
+    def close(self) -> None:
+        """Stop the server and its thread."""
+        if self._loop.is_closed():
+            return
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5.0)
+        self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
