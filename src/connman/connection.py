@@ -491,7 +491,9 @@ class Connection:
     def _execute(self, action: Action) -> None:
         match action:
             case StartConnect():
-                self._connect_task = self._loop.create_task(self._attempt())
+                task = self._connect_task = self._loop.create_task(self._attempt())
+                # Not a `finally` in _attempt(): a task cancelled before its first step never runs.
+                task.add_done_callback(self._attempt_done)
             case NotifyConnected():
                 self._dispatcher.call("on_connect", self._call_on_connect)
             case NotifyReset():
@@ -567,13 +569,14 @@ class Connection:
                 error.__cause__ = exc
         except Exception as exc:  # OSError, socket.gaierror, ssl.SSLError, ...
             error = exc
-        finally:
-            if self._connect_task is asyncio.current_task():
-                self._connect_task = None
-            self._changed()
         if error is not None and protocol.active and protocol.transport is None:
             self._protocol = None
             self._handle(ConnectFailed(error=error, now=loop.time()))
+
+    def _attempt_done(self, task: asyncio.Task[None]) -> None:
+        if self._connect_task is task:
+            self._connect_task = None
+        self._changed()
 
     def _made(self, protocol: _Protocol) -> None:
         transport = protocol.transport

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import statistics
 import time
-from dataclasses import dataclass, field
 
 import connman
 from connman.testing import EchoServer
@@ -24,17 +23,62 @@ from connman.testing import EchoServer
 __all__ = ["run"]
 
 
-@dataclass
 class _Client:
-    name: str
-    sent: int = 0
-    echoed: int = 0
-    resets: int = 0
-    resent: int = 0
-    down_since: float | None = None
-    recoveries: list[float] = field(default_factory=list)
-    unacked: dict[bytes, None] = field(default_factory=dict)  # records in flight, in order
-    buffer: bytes = b""
+    """One demo client, as a connman handler object: records go out, echoes come back."""
+
+    def __init__(self, name: str, start: float) -> None:
+        self.name = name
+        self.start = start
+        self.conn: connman.Connection | None = None
+        self.sent = self.echoed = self.resets = self.resent = 0
+        self.down_since: float | None = None
+        self.recoveries: list[float] = []
+        self.unacked: dict[bytes, None] = {}  # records in flight, in order
+        self.everything_echoed = asyncio.Event()
+        self.buffer = b""
+
+    def on_connect(self, conn: connman.Connection) -> None:
+        self.conn = conn
+        if self.down_since is not None:
+            recovery = time.monotonic() - self.down_since
+            self.recoveries.append(recovery)
+            _say(self.start, f"{self.name}: reconnected after {recovery * 1000:.0f} ms")
+            self.down_since = None
+        else:
+            _say(self.start, f"{self.name}: connected to {conn.peername}")
+
+    def on_data(self, data: bytes) -> None:
+        *lines, self.buffer = (self.buffer + data).split(b"\n")
+        for line in lines:
+            if self.unacked.pop(line + b"\n", False) is None:
+                self.echoed += len(line) + 1
+        if not self.unacked:
+            self.everything_echoed.set()
+
+    def on_reset(self) -> object:
+        self.resets += 1
+        self.down_since = time.monotonic()
+        self.buffer = b""
+        in_flight = list(self.unacked)  # writes from now on go to the write queue
+        error = self.conn.last_error if self.conn is not None else None
+        reason = "peer closed" if error is None else f"{type(error).__name__}: {error}"
+        _say(self.start, f"{self.name}: connection lost ({reason})")
+
+        def resume(conn: connman.Connection) -> None:
+            # Records the dead connection took with it go again, before anything new.
+            again = [record for record in in_flight if record in self.unacked]
+            conn.writelines(again)
+            self.resent += len(again)
+            self.on_connect(conn)
+
+        return resume
+
+    def send(self, conn: connman.Connection, record: int) -> None:
+        payload = f"record {record:08d}\n".encode()
+        conn.write(payload)
+        self.unacked[payload] = None
+        self.everything_echoed.clear()
+        self.sent += len(payload)
 
 
 def _say(start: float, message: str) -> None:
@@ -47,66 +91,23 @@ async def _demo(duration: float) -> int:
     _say(start, f"echo server listening on 127.0.0.1:{server.port}")
     backoff = connman.Backoff(initial=0.05, factor=1.6, cap=0.5)
     clients: dict[connman.Connection, _Client] = {}
-
-    def hooks(client: _Client) -> dict[str, object]:
-        def on_connect(conn: connman.Connection) -> None:
-            if client.down_since is not None:
-                recovery = time.monotonic() - client.down_since
-                client.recoveries.append(recovery)
-                _say(start, f"{client.name}: reconnected after {recovery * 1000:.0f} ms")
-                client.down_since = None
-            else:
-                _say(start, f"{client.name}: connected to {conn.peername}")
-
-        def on_data(data: bytes) -> None:
-            *lines, client.buffer = (client.buffer + data).split(b"\n")
-            for line in lines:
-                if client.unacked.pop(line + b"\n", False) is None:
-                    client.echoed += len(line) + 1
-
-        def on_reset() -> object:
-            client.resets += 1
-            client.down_since = time.monotonic()
-            client.buffer = b""
-            in_flight = list(client.unacked)  # writes from now on go to the write queue
-            _say(start, f"{client.name}: connection lost ({_reason(conn_of[client.name])})")
-
-            def resume(conn: connman.Connection) -> None:
-                # Records the dead connection took with it go again, before anything new.
-                again = [record for record in in_flight if record in client.unacked]
-                conn.writelines(again)
-                client.resent += len(again)
-                on_connect(conn)
-
-            return resume
-
-        return {"on_connect": on_connect, "on_data": on_data, "on_reset": on_reset}
-
-    conn_of: dict[str, connman.Connection] = {}
     async with connman.ConnectionManager() as cm:
         pool = cm.create_pool("demo")
         for index in range(3):
-            client = _Client(f"pool[{index}]")
+            client = _Client(f"pool[{index}]", start)
             conn = pool.add_connection(
-                server.port, "127.0.0.1", backoff=backoff, queue_while_down=1 << 20, **hooks(client)
-            )  # type: ignore[arg-type]
+                server.port, "127.0.0.1", handler=client, backoff=backoff, queue_while_down=1 << 20
+            )
             clients[conn] = client
-            conn_of[client.name] = conn
-        single = _Client("single")
-        conn = cm.connect(
-            server.port, "127.0.0.1", backoff=backoff, queue_while_down=1 << 20, **hooks(single)
-        )  # type: ignore[arg-type]
-        clients[conn] = single
-        conn_of[single.name] = conn
+        client = _Client("single", start)
+        conn = cm.connect(server.port, "127.0.0.1", handler=client, backoff=backoff, queue_while_down=1 << 20)
+        clients[conn] = client
 
         async def traffic() -> None:
             record = 0
             while True:
                 for conn, client in clients.items():
-                    payload = f"record {record:08d}\n".encode()
-                    conn.write(payload)
-                    client.unacked[payload] = None
-                    client.sent += len(payload)
+                    client.send(conn, record)
                 record += 1
                 await asyncio.sleep(0.01)
 
@@ -129,9 +130,12 @@ async def _demo(duration: float) -> int:
         await asyncio.sleep(max(duration - (time.monotonic() - start), 0.5))
         traffic_task.cancel()
         # Let every echo come home before judging.
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(c.echoed < c.sent for c in clients.values()):
-            await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(5):
+                for client in clients.values():
+                    await client.everything_echoed.wait()
+        except TimeoutError:
+            pass
         _say(start, "disconnecting everything")
     await server.stop()
 
@@ -147,16 +151,12 @@ async def _demo(duration: float) -> int:
         print(f"  recovery worst      {max(recoveries) * 1000:.0f} ms")
     print(f"  bytes sent          {sent}")
     print(f"  bytes echoed        {echoed}")
-    print(f"  records re-sent     {sum(c.resent for c in clients.values())} (in flight when a connection dropped)")
+    resent = sum(c.resent for c in clients.values())
+    print(f"  records re-sent     {resent} (in flight when a connection dropped)")
     print(f"  bytes lost          {sent - echoed}")
     ok = echoed == sent and all(c.resets == len(c.recoveries) for c in clients.values())
     print(f"  result              {'everything recovered' if ok else 'NOT everything recovered'}")
     return 0 if ok else 1
-
-
-def _reason(conn: connman.Connection) -> str:
-    error = conn.last_error
-    return "peer closed" if error is None else f"{type(error).__name__}: {error}"
 
 
 async def _drop(server: EchoServer, *, reset: bool) -> None:

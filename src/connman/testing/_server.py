@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 from collections.abc import Coroutine
 from typing import Any, Literal, Self, TypeAlias, TypeVar, cast
@@ -116,7 +117,7 @@ class EchoServer:
                     sock = peer.transport.get_extra_info("socket")
                     if sock is not None:
                         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     peer.transport.abort()
                 else:
                     peer.transport.close()
