@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl as _ssl
 import struct
 import threading
 from collections.abc import Coroutine
@@ -34,7 +35,8 @@ class _Peer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         server = self.server
         server.received += len(data)
-        server.data.extend(data) if server.keep_data else None
+        if server.keep_data:
+            server.data.extend(data)
         if server.mode == "echo" and self.transport is not None:
             self.transport.write(data)
 
@@ -51,6 +53,7 @@ class EchoServer:
         mode: "echo" sends back what it receives; "close" closes every connection as soon as it is
             accepted (the flap-guard case); "silent" accepts and never answers. Change it any time.
         keep_data: Keep every received byte in `data` (for tests that check what arrived).
+        ssl: Serve TLS with this context (e.g. from the `trustme` package); None serves plain TCP.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class EchoServer:
         *,
         mode: ServerMode = "echo",
         keep_data: bool = False,
+        ssl: _ssl.SSLContext | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES!r}, not {mode!r}")
@@ -67,6 +71,7 @@ class EchoServer:
         self.port = port
         self.mode: ServerMode = mode
         self.keep_data = keep_data
+        self.ssl = ssl
         self.data = bytearray()
         self.accepts = 0
         self.received = 0
@@ -89,7 +94,12 @@ class EchoServer:
         if self._server is not None:
             return self
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Peer(self), self.host, self.port, family=socket.AF_UNSPEC, reuse_address=True
+            lambda: _Peer(self),
+            self.host,
+            self.port,
+            family=socket.AF_UNSPEC,
+            reuse_address=True,
+            ssl=self.ssl,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
