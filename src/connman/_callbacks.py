@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol
@@ -23,6 +25,11 @@ __all__ = ["Callbacks", "Dispatcher", "Handler", "resolve_callbacks", "resume_ca
 logger: Final = logging.getLogger("connman")
 
 HOOKS: Final = ("on_connect", "on_data", "on_reset")
+
+#: A synchronous callback that runs longer than this, in seconds, is logged as a warning: it blocked
+#: the loop, and with it every connection on the loop (asyncio's debug mode uses 0.1 s too).
+#: `CONNMAN_SLOW_CALLBACK` overrides it; 0 turns the check off.
+SLOW_CALLBACK: Final = float(os.environ.get("CONNMAN_SLOW_CALLBACK", "0.1"))
 
 
 class Handler(Protocol):
@@ -123,6 +130,16 @@ def report(name: str, exc: BaseException, on_error: Callable[[BaseException], ob
             logger.error("on_error callback failed", exc_info=True)
 
 
+def _warn_slow(name: str, fn: Callable[..., object], elapsed: float) -> None:
+    logger.warning(
+        "%s callback %s blocked the event loop for %.3f s; every connection on the loop waited."
+        " Hand long work to a thread (loop.run_in_executor) or make the callback async",
+        name,
+        getattr(fn, "__qualname__", repr(fn)),
+        elapsed,
+    )
+
+
 class Dispatcher:
     """Run one connection's callbacks in order; awaitable results one at a time."""
 
@@ -166,46 +183,57 @@ class Dispatcher:
         args: tuple[object, ...],
         then: Callable[[object], None] | None,
     ) -> None:
+        started = time.perf_counter()
         try:
             result = fn(*args)
         except Exception as exc:
             report(name, exc, self._on_error)
             return
+        finally:
+            elapsed = time.perf_counter() - started
+            if elapsed > SLOW_CALLBACK > 0:
+                _warn_slow(name, fn, elapsed)
         if inspect.isawaitable(result):
             self._busy = True
             self._on_busy(True)
-            self._task = self._loop.create_task(self._await(name, result, then))
+            task = self._task = self._loop.create_task(self._await(name, result, then))
+            # A done callback, not a `finally`: a task cancelled before its first step never runs
+            # its body, and the application's coroutine inside it must still be closed.
+            task.add_done_callback(lambda task: self._finished(task, result))
         elif then is not None:
             then(result)
 
     async def _await(
         self, name: str, awaitable: Awaitable[object], then: Callable[[object], None] | None
     ) -> None:
-        try:
-            while True:
+        while True:
+            try:
+                result = await awaitable
+            except Exception as exc:
+                report(name, exc, self._on_error)
+            else:
+                if then is not None:
+                    then(result)
+            # Drain what queued up meanwhile, inline while it stays synchronous.
+            while self._queue:
+                name, fn, args, then = self._queue.popleft()
                 try:
-                    result = await awaitable
+                    result = fn(*args)
                 except Exception as exc:
                     report(name, exc, self._on_error)
-                else:
-                    if then is not None:
-                        then(result)
-                # Drain what queued up meanwhile, inline while it stays synchronous.
-                while self._queue:
-                    name, fn, args, then = self._queue.popleft()
-                    try:
-                        result = fn(*args)
-                    except Exception as exc:
-                        report(name, exc, self._on_error)
-                        continue
-                    if inspect.isawaitable(result):
-                        awaitable = result
-                        break
-                    if then is not None:
-                        then(result)
-                else:
-                    return
-        finally:
+                    continue
+                if inspect.isawaitable(result):
+                    awaitable = result
+                    break
+                if then is not None:
+                    then(result)
+            else:
+                return
+
+    def _finished(self, task: asyncio.Task[None], first: object) -> None:
+        if inspect.iscoroutine(first) and inspect.getcoroutinestate(first) == inspect.CORO_CREATED:
+            first.close()  # cancelled before it started: no "coroutine was never awaited"
+        if self._task is task:
             self._task = None
             self._busy = False
             self._on_busy(False)

@@ -21,15 +21,16 @@ class _Peer(asyncio.Protocol):
     def __init__(self, server: EchoServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         server = self.server
         server.accepts += 1
-        if server.mode == "close":
+        server._peers.add(self)
+        if server.mode == "close" or server._server is None:  # the latter: accepted as we stopped
             self.transport.close()
             return
-        server._peers.add(self)
         server._accepted.set()
 
     def data_received(self, data: bytes) -> None:
@@ -42,6 +43,8 @@ class _Peer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server._peers.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class EchoServer:
@@ -109,7 +112,14 @@ class EchoServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
+        # asyncio finishes an accept in a task of its own: let those in flight land first.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        closing = [peer.closed for peer in self._peers]
         self.drop_clients(reset=reset)
+        if closing:
+            # Let every dropped socket really close before we return (and maybe the loop stops).
+            await asyncio.wait(closing, timeout=5)
         if server is not None:
             await server.wait_closed()
 
@@ -145,6 +155,18 @@ class EchoServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+async def _finish_tasks() -> None:
+    # An accept in flight is a task of asyncio's own; wait until none is left, and let the last
+    # connection_made / connection_lost callbacks run.
+    current = asyncio.current_task()
+    for _ in range(100):
+        await asyncio.sleep(0)
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        if not tasks:
+            break
+        await asyncio.wait(tasks, timeout=5)
 
 
 class ServerThread:
@@ -196,8 +218,12 @@ class ServerThread:
         if self._loop.is_closed():
             return
         self.stop()
+        self.call(_finish_tasks())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
+        # Callbacks scheduled in the loop's last iteration (a transport closing) run here.
+        for _ in range(3):
+            self._loop.run_until_complete(asyncio.sleep(0))
         self._loop.close()
 
     def __enter__(self) -> Self:
