@@ -196,3 +196,17 @@ def test_on_reset_is_never_asked_for_attempts_that_did_not_connect() -> None:
 
 def test_state_repr_is_readable() -> None:
     assert repr(State.WAITING) == "State.WAITING"
+
+
+def test_the_lifecycle_diagram_in_the_docs_is_the_transition_table() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "lifecycle.md").read_text()
+    drawn = set(re.findall(r"^\s+(\w+) --> (\w+): (\w+)$", doc, re.MULTILINE))
+    table = {
+        (state.name, next_state.name, event.__name__)
+        for state, row in TRANSITIONS.items()
+        for event, next_state in row.items()
+    }
+    assert drawn == table
