@@ -90,6 +90,16 @@ async def server() -> AsyncIterator[EchoServer]:
 
 
 @pytest.fixture
+async def down_server() -> AsyncIterator[EchoServer]:
+    """A server that is not listening (its port refuses) until the test calls `start()`."""
+    echo = EchoServer()
+    await echo.start()
+    await echo.stop()
+    yield echo
+    await echo.stop()
+
+
+@pytest.fixture
 async def cm() -> AsyncIterator[connman.ConnectionManager]:
     manager = connman.ConnectionManager()
     yield manager

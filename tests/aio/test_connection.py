@@ -178,10 +178,10 @@ async def test_reconnect_drops_and_connects_again_at_once(
     assert conn.stats.resets == 1
 
 
-async def test_reconnect_skips_the_wait(cm: connman.ConnectionManager, recorder: Recorder) -> None:
-    server = EchoServer()
-    await server.start()
-    await server.stop()
+async def test_reconnect_skips_the_wait(
+    cm: connman.ConnectionManager, recorder: Recorder, down_server: EchoServer
+) -> None:
+    server = down_server
     slow = connman.Backoff(initial=30, cap=30, jitter="none")
     conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=slow)
     await recorder.until(lambda: conn.state is State.WAITING)
@@ -193,10 +193,10 @@ async def test_reconnect_skips_the_wait(cm: connman.ConnectionManager, recorder:
         await server.stop()
 
 
-async def test_write_while_down_raises_not_connected(cm: connman.ConnectionManager) -> None:
-    closed = EchoServer()
-    await closed.start()
-    await closed.stop()
+async def test_write_while_down_raises_not_connected(
+    cm: connman.ConnectionManager, down_server: EchoServer
+) -> None:
+    closed = down_server
     conn = cm.connect(closed.port, "127.0.0.1", backoff=FAST)
     with pytest.raises(connman.NotConnected, match="is connecting, not connected") as info:
         conn.write(b"x")
@@ -280,11 +280,9 @@ async def test_disconnect_while_connected_closes_without_on_reset(
 
 
 async def test_disconnect_while_waiting_cancels_the_retry_timer(
-    cm: connman.ConnectionManager, recorder: Recorder
+    cm: connman.ConnectionManager, recorder: Recorder, down_server: EchoServer
 ) -> None:
-    server = EchoServer()
-    await server.start()
-    await server.stop()
+    server = down_server
     slow = connman.Backoff(initial=30, cap=30, jitter="none")
     conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=slow)
     await recorder.until(lambda: conn.state is State.WAITING)
@@ -310,11 +308,9 @@ async def test_disconnect_after_giving_up(cm: connman.ConnectionManager) -> None
 
 
 async def test_reconnect_revives_a_failed_connection(
-    cm: connman.ConnectionManager, recorder: Recorder
+    cm: connman.ConnectionManager, recorder: Recorder, down_server: EchoServer
 ) -> None:
-    server = EchoServer()
-    await server.start()
-    await server.stop()
+    server = down_server
     conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=FAST, max_attempts=1)
     async with asyncio.timeout(BOUND):
         while conn.state is not State.FAILED:
@@ -391,10 +387,10 @@ async def test_disconnect_from_inside_each_callback(
 
 
 @pytest.mark.parametrize("delay_ms", [0, 1, 2, 5, 10])
-async def test_disconnect_racing_the_retry_timer(cm: connman.ConnectionManager, delay_ms: int) -> None:
-    server = EchoServer()
-    await server.start()
-    await server.stop()
+async def test_disconnect_racing_the_retry_timer(
+    cm: connman.ConnectionManager, delay_ms: int, down_server: EchoServer
+) -> None:
+    server = down_server
     rec = Recorder()
     conn = cm.connect(
         server.port,

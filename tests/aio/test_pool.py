@@ -99,10 +99,10 @@ async def test_pick_with_nobody_up_raises_not_connected(cm: connman.ConnectionMa
         pool.pick("key")
 
 
-async def test_wait_any_returns_the_first_member_up(cm: connman.ConnectionManager) -> None:
-    server = EchoServer()
-    await server.start()
-    await server.stop()
+async def test_wait_any_returns_the_first_member_up(
+    cm: connman.ConnectionManager, down_server: EchoServer
+) -> None:
+    server = down_server
     pool = cm.create_pool("p")
     assert await pool.wait_any(0.05) is None
     conn = pool.add_connection(server.port, "127.0.0.1", backoff=FAST)
