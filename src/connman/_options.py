@@ -31,6 +31,10 @@ __all__ = [
 #: loaded server across a WAN, short enough that a blackholed SYN does not stall recovery for minutes.
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 
+#: TCP keepalive (idle seconds, probe interval seconds, probe count): a silent dead peer is found after
+#: about idle + interval * count = 30 s. Linux's own default (7200 s idle) finds it after two hours.
+DEFAULT_KEEPALIVE: Final = (15.0, 5.0, 3)
+
 
 class ConnectOptions(TypedDict, total=False):
     """The options `connect()` and `Pool.add_connection()` accept; see `docs/options.md`."""
@@ -42,6 +46,9 @@ class ConnectOptions(TypedDict, total=False):
     on_error: Callable[[BaseException], object] | None
     nodelay: bool
     queue_while_down: int
+    keepalive: tuple[float, float, int] | None
+    user_timeout: float | None
+    idle_timeout: float | None
     ssl: bool | _ssl.SSLContext | None
     server_hostname: str | None
     family: int
@@ -80,6 +87,9 @@ class Options:
     on_error: Callable[[BaseException], object] | None = None
     nodelay: bool = True
     queue_while_down: int = 0
+    keepalive: tuple[float, float, int] | None = DEFAULT_KEEPALIVE
+    user_timeout: float | None = None
+    idle_timeout: float | None = None
     create_connection: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -151,6 +161,20 @@ def check_options(options: Mapping[str, object]) -> Options:
         raise TypeError(f"nodelay must be a bool, not {nodelay!r}")
     queue_while_down = _check_int("queue_while_down", get("queue_while_down", 0), 0)
     assert queue_while_down is not None
+    keepalive = get("keepalive", DEFAULT_KEEPALIVE)
+    if keepalive is not None:
+        if not isinstance(keepalive, tuple) or len(keepalive) != 3:
+            raise TypeError(
+                f"keepalive must be (idle seconds, interval seconds, probe count) or None, not {keepalive!r}"
+            )
+        idle, interval, count = keepalive
+        keepalive = (
+            _check_seconds("keepalive idle", idle, positive=True),
+            _check_seconds("keepalive interval", interval, positive=True),
+            _check_int("keepalive count", count, 1),
+        )
+    user_timeout = _check_optional_seconds("user_timeout", get("user_timeout"))
+    idle_timeout = _check_optional_seconds("idle_timeout", get("idle_timeout"))
 
     # What asyncio would only reject at connect time, inside the retry loop, we reject here.
     passthrough: dict[str, Any] = {}
@@ -202,5 +226,8 @@ def check_options(options: Mapping[str, object]) -> Options:
         on_error=on_error,  # type: ignore[arg-type]
         nodelay=nodelay,
         queue_while_down=queue_while_down,
+        keepalive=keepalive,  # type: ignore[arg-type]
+        user_timeout=user_timeout,
+        idle_timeout=idle_timeout,
         create_connection=passthrough,
     )

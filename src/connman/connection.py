@@ -155,6 +155,8 @@ class Connection:
         "_endpoint",
         "_foreign_writes",
         "_foreign_writes_lock",
+        "_idle",
+        "_idle_mark",
         "_linger",
         "_live",
         "_loop",
@@ -191,6 +193,8 @@ class Connection:
         self._connect_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self._idle_mark = 0
         self._protocol: _Protocol | None = None
         self._transport: asyncio.Transport | None = None
         self._resume: Callable[[], object] | None = None
@@ -532,6 +536,7 @@ class Connection:
                     self._dispatcher.call("on_give_up", on_give_up, (error,))
 
     def _deactivate(self) -> None:
+        self._stop_idle_timer()
         protocol = self._protocol
         if protocol is not None:
             protocol.active = False
@@ -581,10 +586,12 @@ class Connection:
     def _made(self, protocol: _Protocol) -> None:
         transport = protocol.transport
         assert transport is not None
-        if not self._options.nodelay:
-            sock = transport.get_extra_info("socket")
-            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            _set_tcp_options(sock, self._options)
+        if self._options.idle_timeout is not None:
+            self._idle_mark = self._bytes_in
+            self._idle = self._loop.call_later(self._options.idle_timeout, self._idle_check)
         self._transport = transport
         self._connected_since = time.time()
         # Queued writes go out before anything else, before on_connect can write.
@@ -593,7 +600,31 @@ class Connection:
             transport.pause_reading()
         self._handle(ConnectSucceeded(now=self._loop.time()))
 
+    def _idle_check(self) -> None:
+        # One timer per connection, re-armed only when it fires: the data path pays nothing. A dead
+        # peer is therefore found between idle_timeout and twice idle_timeout after its last byte.
+        timeout = self._options.idle_timeout
+        transport = self._transport
+        if transport is None or timeout is None:
+            return
+        if self._bytes_in != self._idle_mark:
+            self._idle_mark = self._bytes_in
+            self._idle = self._loop.call_later(timeout, self._idle_check)
+            return
+        self._idle = None
+        protocol = self._protocol
+        assert protocol is not None
+        protocol.active = False  # we report the loss ourselves, with its cause
+        transport.abort()
+        self._lost(TimeoutError(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
+
+    def _stop_idle_timer(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
     def _lost(self, exc: BaseException | None) -> None:
+        self._stop_idle_timer()
         self._protocol = None
         self._transport = None
         self._connected_since = None
@@ -624,6 +655,20 @@ class Connection:
                 transport.resume_reading()
         if not busy:
             self._changed()
+
+
+def _set_tcp_options(sock: Any, options: Options) -> None:
+    if not options.nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    if options.keepalive is not None:
+        idle, interval, count = options.keepalive
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has TCP_KEEPALIVE instead
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, round(idle)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, round(interval)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    if options.user_timeout is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(options.user_timeout * 1000))
 
 
 def _as_bytes(data: object) -> bytes:
