@@ -138,21 +138,16 @@ async def test_server_restarts_and_refusals_fire_on_reset_only_for_established_c
 
 
 async def test_first_connect_to_a_refusing_port_retries_without_on_reset(
-    cm: connman.ConnectionManager, recorder: Recorder
+    cm: connman.ConnectionManager, recorder: Recorder, down_server: EchoServer
 ) -> None:
-    late = EchoServer()
-    await late.start()
+    late = down_server
     port = late.port
-    await late.stop()
     conn = cm.connect(port, "127.0.0.1", **recorder.callbacks(), backoff=FAST)
     await recorder.until(lambda: conn.stats.failed_attempts >= 2)
     assert recorder.events == []
     await late.start()
-    try:
-        await recorder.wait("connect")
-        assert recorder.kinds() == ["connect"]
-    finally:
-        await late.stop()
+    await recorder.wait("connect")
+    assert recorder.kinds() == ["connect"]
 
 
 async def test_closing_the_transport_directly_reconnects(
@@ -186,11 +181,8 @@ async def test_reconnect_skips_the_wait(
     conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=slow)
     await recorder.until(lambda: conn.state is State.WAITING)
     await server.start()
-    try:
-        conn.reconnect()
-        await recorder.wait("connect")
-    finally:
-        await server.stop()
+    conn.reconnect()
+    await recorder.wait("connect")
 
 
 async def test_write_while_down_raises_not_connected(
@@ -316,11 +308,8 @@ async def test_reconnect_revives_a_failed_connection(
         while conn.state is not State.FAILED:
             await conn.changed()
     await server.start()
-    try:
-        conn.reconnect()
-        assert await conn.wait_connected(BOUND)
-    finally:
-        await server.stop()
+    conn.reconnect()
+    assert await conn.wait_connected(BOUND)
 
 
 async def test_connect_timeout_on_a_syn_blackhole(cm: connman.ConnectionManager) -> None:
@@ -399,15 +388,12 @@ async def test_disconnect_racing_the_retry_timer(
         backoff=connman.Backoff(initial=5 * MS, cap=5 * MS, jitter="none"),
     )
     await server.start()
-    try:
-        await asyncio.sleep(delay_ms * MS)
-        assert await conn.disconnect()
-        await asyncio.sleep(20 * MS)
-        assert conn.state is State.CLOSED
-        assert server.clients == 0
-        assert rec.count("connect") <= 1 and rec.count("reset") == 0
-    finally:
-        await server.stop()
+    await asyncio.sleep(delay_ms * MS)
+    assert await conn.disconnect()
+    await asyncio.sleep(20 * MS)
+    assert conn.state is State.CLOSED
+    assert server.clients == 0
+    assert rec.count("connect") <= 1 and rec.count("reset") == 0
 
 
 async def test_disconnect_racing_a_reset(
