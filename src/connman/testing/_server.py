@@ -111,10 +111,18 @@ class EchoServer:
         """Stop listening and drop every client (with FIN, or RST if `reset`)."""
         server, self._server = self._server, None
         if server is not None:
+            # asyncio finishes each accept in a task of its own, and on Python 3.11 a task that
+            # runs after Server.close() fails an assertion and drops its socket unclosed. So stop
+            # accepting first, let the accepts in flight land, then close.
+            loop = asyncio.get_running_loop()
+            for sock in server.sockets:
+                try:
+                    loop.remove_reader(sock.fileno())
+                except NotImplementedError:  # pragma: no cover - loops without readers
+                    pass
+            for _ in range(3):
+                await asyncio.sleep(0)
             server.close()
-        # asyncio finishes an accept in a task of its own: let those in flight land first.
-        for _ in range(3):
-            await asyncio.sleep(0)
         closing = [peer.closed for peer in self._peers]
         self.drop_clients(reset=reset)
         if closing:
@@ -178,10 +186,16 @@ class ServerThread:
     def __init__(self, server: EchoServer | None = None) -> None:
         self.server = server if server is not None else EchoServer()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="connman-test-server", daemon=True
-        )
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="connman-test-server", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.run_until_complete(_finish_tasks())
+            self._loop.close()
 
     @property
     def port(self) -> int:
@@ -214,17 +228,14 @@ class ServerThread:
         return self.call(drop())
 
     def close(self) -> None:
-        """Stop the server and its thread."""
-        if self._loop.is_closed():
+        """Stop the server and its thread (idempotent)."""
+        if self._closing:
             return
+        self._closing = True
         self.stop()
         self.call(_finish_tasks())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5.0)
-        # Callbacks scheduled in the loop's last iteration (a transport closing) run here.
-        for _ in range(3):
-            self._loop.run_until_complete(asyncio.sleep(0))
-        self._loop.close()
 
     def __enter__(self) -> Self:
         return self.start()
