@@ -19,6 +19,9 @@ MS = float(os.environ.get("CONNMAN_TEST_MS", "1")) / 1000
 #: A backoff that retries quickly, so that tests of recovery take milliseconds.
 FAST = connman.Backoff(initial=5 * MS, factor=1.5, cap=50 * MS, jitter="none", min_uptime=0.5)
 
+#: A backoff whose first wait (30 s) outlasts any test: the connection stays WAITING.
+SLOW = connman.Backoff(initial=30, cap=30, jitter="none")
+
 #: A bound for waits that should succeed quickly; reaching it means the test failed.
 BOUND = 5.0
 

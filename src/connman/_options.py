@@ -183,12 +183,11 @@ def check_options(options: Mapping[str, object]) -> Options:
         raise TypeError(f"ssl must be None, a bool or an ssl.SSLContext, not {tls!r}")
     if tls:
         passthrough["ssl"] = tls
-    for name in ("server_hostname",):
-        value = get(name)
-        if value is not None:
-            if not isinstance(value, str):
-                raise TypeError(f"{name} must be a str or None, not {value!r}")
-            passthrough[name] = value
+    server_hostname = get("server_hostname")
+    if server_hostname is not None:
+        if not isinstance(server_hostname, str):
+            raise TypeError(f"server_hostname must be a str or None, not {server_hostname!r}")
+        passthrough["server_hostname"] = server_hostname
     for name in ("ssl_handshake_timeout", "ssl_shutdown_timeout", "happy_eyeballs_delay"):
         seconds = _check_optional_seconds(name, get(name))
         if seconds is not None:

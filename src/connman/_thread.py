@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, Final, Generic, TypeVar
 
-__all__ = ["LoopThread", "Wait", "portal", "run_wait"]
+__all__ = ["LoopThread", "Wait", "portal", "run_wait", "running_loop"]
 
 T = TypeVar("T")
 logger: Final = logging.getLogger("connman")
@@ -78,6 +78,14 @@ class Wait(Generic[T]):
         return f"<Wait done: {self._value!r}>"
 
 
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None in plain sync code."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def run_wait(
     loop: asyncio.AbstractEventLoop,
     factory: Callable[[], Coroutine[Any, Any, T]],
@@ -89,10 +97,7 @@ def run_wait(
     - On another running loop: the `Wait` awaits a future bridged from `loop`.
     - In plain sync code: block until done (bounded by `timeout` plus a margin) and return the value.
     """
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
+    running = running_loop()
     if running is loop:
         return Wait(factory=factory)
     if loop.is_closed() or not loop.is_running():

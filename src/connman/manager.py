@@ -19,7 +19,7 @@ from typing import Any, Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
 from ._options import ConnectOptions, check_endpoint, check_options
-from ._thread import Wait, portal, run_wait
+from ._thread import Wait, portal, run_wait, running_loop
 from .connection import Connection
 from .errors import PoolExists, PoolNotFound
 from .pool import Pool
@@ -115,13 +115,13 @@ class ConnectionManager:
 
     @staticmethod
     def _loop_for_caller() -> tuple[asyncio.AbstractEventLoop, int]:
-        try:
-            return asyncio.get_running_loop(), threading.get_ident()
-        except RuntimeError:
-            thread = portal()
-            loop = thread.loop()
-            assert thread.thread_id is not None
-            return loop, thread.thread_id
+        running = running_loop()
+        if running is not None:
+            return running, threading.get_ident()
+        thread = portal()
+        loop = thread.loop()
+        assert thread.thread_id is not None
+        return loop, thread.thread_id
 
     def _forget(self, conn: Connection) -> None:
         with self._lock:
@@ -201,10 +201,7 @@ class ConnectionManager:
         return self._disconnect_many(list(self.connections), timeout)
 
     def _disconnect_many(self, conns: list[Connection], timeout: float | None) -> Wait[bool]:
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running = running_loop()
         by_loop: dict[asyncio.AbstractEventLoop, list[Connection]] = {}
         for conn in conns:
             by_loop.setdefault(conn.loop, []).append(conn)

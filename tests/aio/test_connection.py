@@ -14,7 +14,7 @@ import pytest
 import connman
 from connman import State
 from connman.testing import EchoServer
-from tests.conftest import BOUND, FAST, MS, Recorder
+from tests.conftest import BOUND, FAST, MS, SLOW, Recorder
 
 
 async def test_seed_readme_single_connection_example(
@@ -164,8 +164,7 @@ async def test_closing_the_transport_directly_reconnects(
 async def test_reconnect_drops_and_connects_again_at_once(
     server: EchoServer, cm: connman.ConnectionManager, recorder: Recorder
 ) -> None:
-    slow = connman.Backoff(initial=30, cap=30, jitter="none")
-    conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=slow)
+    conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=SLOW)
     await recorder.wait("connect")
     conn.reconnect()
     await recorder.wait("connect", 2)  # no 30 s wait
@@ -177,8 +176,7 @@ async def test_reconnect_skips_the_wait(
     cm: connman.ConnectionManager, recorder: Recorder, down_server: EchoServer
 ) -> None:
     server = down_server
-    slow = connman.Backoff(initial=30, cap=30, jitter="none")
-    conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=slow)
+    conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=SLOW)
     await recorder.until(lambda: conn.state is State.WAITING)
     await server.start()
     conn.reconnect()
@@ -275,8 +273,7 @@ async def test_disconnect_while_waiting_cancels_the_retry_timer(
     cm: connman.ConnectionManager, recorder: Recorder, down_server: EchoServer
 ) -> None:
     server = down_server
-    slow = connman.Backoff(initial=30, cap=30, jitter="none")
-    conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=slow)
+    conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=SLOW)
     await recorder.until(lambda: conn.state is State.WAITING)
     started = time.monotonic()
     assert await conn.disconnect()
