@@ -19,15 +19,19 @@ from typing import Unpack
 
 from ._backoff import Backoff
 from ._callbacks import Handler
+from ._causes import Cause
 from ._options import ConnectOptions, Endpoint
 from ._state import State
 from ._thread import Wait
 from ._version import __version__
 from .connection import Connection, Stats
 from .errors import (
+    BufferFull,
+    ConnectTimeout,
     ConnmanError,
     Disconnected,
     GaveUp,
+    IdleTimeout,
     NotConnected,
     PoolError,
     PoolExists,
@@ -39,7 +43,10 @@ from .pool import Pool
 
 __all__ = [
     "Backoff",
+    "BufferFull",
+    "Cause",
     "ConnectOptions",
+    "ConnectTimeout",
     "Connection",
     "ConnectionManager",
     "ConnmanError",
@@ -47,6 +54,7 @@ __all__ = [
     "Endpoint",
     "GaveUp",
     "Handler",
+    "IdleTimeout",
     "NotConnected",
     "Pool",
     "PoolError",

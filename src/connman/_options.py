@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import socket
 import ssl as _ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
@@ -19,9 +19,11 @@ from ._backoff import Backoff, _check_seconds
 __all__ = [
     "CONNECT_OPTIONS",
     "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_MAX_WRITE_BUFFER",
     "ConnectOptions",
     "Endpoint",
     "Options",
+    "Resolver",
     "check_endpoint",
     "check_options",
 ]
@@ -35,6 +37,15 @@ DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 #: about idle + interval * count = 30 s. Linux's own default (7200 s idle) finds it after two hours.
 DEFAULT_KEEPALIVE: Final = (15.0, 5.0, 3)
 
+#: Bytes the transport's send buffer may hold before `write()` raises `BufferFull`. asyncio's own
+#: high-water mark (64 KiB) only pauses and tells; this bound keeps a peer that never reads from growing
+#: the client's memory without limit, while leaving room for bursts far above the high-water mark.
+DEFAULT_MAX_WRITE_BUFFER: Final = 32 * 1024 * 1024
+
+#: A resolver hook: `(host, port)` to the address to connect to, sync or async. It runs on every
+#: attempt; what it raises is a failed attempt (raise `socket.gaierror` for "does not resolve").
+Resolver = Callable[[str, int], "str | Awaitable[str]"]
+
 
 class ConnectOptions(TypedDict, total=False):
     """The options `connect()` and `Pool.add_connection()` accept; see `docs/options.md`."""
@@ -42,6 +53,7 @@ class ConnectOptions(TypedDict, total=False):
     connect_timeout: float | None
     backoff: Backoff
     max_attempts: int | None
+    give_up_after: float | None
     on_give_up: Callable[[BaseException], object] | None
     on_error: Callable[[BaseException], object] | None
     nodelay: bool
@@ -49,6 +61,8 @@ class ConnectOptions(TypedDict, total=False):
     keepalive: tuple[float, float, int] | None
     user_timeout: float | None
     idle_timeout: float | None
+    max_write_buffer: int | None
+    resolver: Resolver | None
     ssl: bool | _ssl.SSLContext | None
     server_hostname: str | None
     family: int
@@ -83,6 +97,7 @@ class Options:
     connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT
     backoff: Backoff = field(default_factory=Backoff)
     max_attempts: int | None = None
+    give_up_after: float | None = None
     on_give_up: Callable[[BaseException], object] | None = None
     on_error: Callable[[BaseException], object] | None = None
     nodelay: bool = True
@@ -90,6 +105,8 @@ class Options:
     keepalive: tuple[float, float, int] | None = DEFAULT_KEEPALIVE
     user_timeout: float | None = None
     idle_timeout: float | None = None
+    max_write_buffer: int | None = DEFAULT_MAX_WRITE_BUFFER
+    resolver: Resolver | None = None
     create_connection: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -152,6 +169,7 @@ def check_options(options: Mapping[str, object]) -> Options:
     elif not isinstance(backoff, Backoff):
         raise TypeError(f"backoff must be a connman.Backoff, not {backoff!r}")
     max_attempts = _check_int("max_attempts", get("max_attempts"), 1, allow_none=True)
+    give_up_after = _check_optional_seconds("give_up_after", get("give_up_after"))
     on_give_up = get("on_give_up")
     _check_callable("on_give_up", on_give_up)
     on_error = get("on_error")
@@ -175,6 +193,11 @@ def check_options(options: Mapping[str, object]) -> Options:
         )
     user_timeout = _check_optional_seconds("user_timeout", get("user_timeout"))
     idle_timeout = _check_optional_seconds("idle_timeout", get("idle_timeout"))
+    max_write_buffer = _check_int(
+        "max_write_buffer", get("max_write_buffer", DEFAULT_MAX_WRITE_BUFFER), 1, allow_none=True
+    )
+    resolver = get("resolver")
+    _check_callable("resolver", resolver)
 
     # What asyncio would only reject at connect time, inside the retry loop, we reject here.
     passthrough: dict[str, Any] = {}
@@ -221,6 +244,7 @@ def check_options(options: Mapping[str, object]) -> Options:
         connect_timeout=connect_timeout,
         backoff=backoff,
         max_attempts=max_attempts,
+        give_up_after=give_up_after,
         on_give_up=on_give_up,  # type: ignore[arg-type]
         on_error=on_error,  # type: ignore[arg-type]
         nodelay=nodelay,
@@ -228,5 +252,7 @@ def check_options(options: Mapping[str, object]) -> Options:
         keepalive=keepalive,  # type: ignore[arg-type]
         user_timeout=user_timeout,
         idle_timeout=idle_timeout,
+        max_write_buffer=max_write_buffer,
+        resolver=resolver,  # type: ignore[arg-type]
         create_connection=passthrough,
     )

@@ -10,7 +10,8 @@ A managed connection is always in one of five states:
 - CONNECTING: an attempt is under way (name resolution, TCP connect, TLS handshake).
 - CONNECTED: the transport is up; `on_connect` (or the resume callable) has been called.
 - WAITING: the last attempt failed or the connection was lost; a retry timer is armed.
-- FAILED: `max_attempts` consecutive attempts failed; nothing is armed. `reconnect()` revives it.
+- FAILED: `max_attempts` consecutive attempts failed, or the connection stayed down longer than
+  `give_up_after` seconds; nothing is armed. `reconnect()` revives it.
 - CLOSED: the application called `disconnect()`. Terminal: nothing leaves CLOSED.
 
 The driver (`connection.py`) feeds in what happened, as events (`ConnectSucceeded`, `ConnectFailed`,
@@ -46,6 +47,7 @@ from dataclasses import dataclass
 from typing import Final, TypeAlias
 
 from ._backoff import Backoff
+from ._causes import Cause, classify
 
 __all__ = [
     "TRANSITIONS",
@@ -170,7 +172,7 @@ class CloseTransport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotifyGaveUp:
-    """Call the give-up callback: `max_attempts` consecutive attempts failed."""
+    """Call the give-up callback: `max_attempts` attempts failed, or `give_up_after` ran out."""
 
     error: BaseException
 
@@ -194,7 +196,8 @@ CLOSED: Final = State.CLOSED
 
 #: state -> event type -> next state. A pair missing from the table is not expected in that state.
 #: One transition is conditional: `ConnectFailed` goes to FAILED instead of WAITING once
-#: `max_attempts` consecutive attempts have failed (see `ConnectionMachine._give_up`).
+#: `max_attempts` consecutive attempts have failed, or once the next attempt would start more than
+#: `give_up_after` seconds after the connection went down (see `ConnectionMachine._give_up`).
 TRANSITIONS: Final[dict[State, dict[type[Event], State]]] = {
     CONNECTING: {
         ConnectSucceeded: CONNECTED,
@@ -226,6 +229,8 @@ class ConnectionMachine:
     Args:
         backoff: The delay policy.
         max_attempts: Consecutive failed attempts before giving up; `None` retries forever.
+        give_up_after: Seconds the connection may stay down (from the loss, or from the first failed
+            attempt) before giving up; no attempt starts later than that. `None`: no deadline.
         rng: Randomness for the backoff jitter; pass `random.Random(seed)` to reproduce a schedule.
     """
 
@@ -235,8 +240,11 @@ class ConnectionMachine:
         "backoff_attempt",
         "connected_at",
         "connects",
+        "down_since",
         "failed_attempts",
         "failures",
+        "give_up_after",
+        "last_cause",
         "last_error",
         "max_attempts",
         "resets",
@@ -245,10 +253,16 @@ class ConnectionMachine:
     )
 
     def __init__(
-        self, backoff: Backoff, max_attempts: int | None = None, rng: random.Random | None = None
+        self,
+        backoff: Backoff,
+        max_attempts: int | None = None,
+        rng: random.Random | None = None,
+        give_up_after: float | None = None,
     ) -> None:
         self.backoff = backoff
         self.max_attempts = max_attempts
+        self.give_up_after = give_up_after
+        self.down_since: float | None = None
         self.rng = rng if rng is not None else random.Random()
         # A new connection starts connecting at once: the driver executes `StartConnect` on start.
         self.state = CONNECTING
@@ -260,6 +274,7 @@ class ConnectionMachine:
         self.resets = 0
         self.failed_attempts = 0
         self.last_error: BaseException | None = None
+        self.last_cause: Cause | None = None
 
     def handle(self, event: Event) -> list[Action]:
         """Apply `event` and return the actions the driver must carry out, in order.
@@ -278,21 +293,28 @@ class ConnectionMachine:
         match event:
             case ConnectSucceeded(now=now):
                 self.failures = 0
+                self.down_since = None
                 self.connects += 1
                 self.connected_at = now
                 actions = [NotifyConnected()]
-            case ConnectFailed(error=error):
+            case ConnectFailed(error=error, now=now):
                 self.failures += 1
                 self.failed_attempts += 1
                 self.last_error = error
-                if self._give_up():
+                self.last_cause = classify(error, connected=False)
+                if self.down_since is None:
+                    self.down_since = now
+                delay = self._next_delay()
+                if self._give_up(now + delay):
                     next_state = FAILED
                     actions = [NotifyGaveUp(error=error)]
                 else:
-                    actions = [self._schedule_retry()]
+                    actions = [self._schedule_retry(delay)]
             case ConnectionLost(error=error, now=now):
                 self.resets += 1
                 self.last_error = error
+                self.last_cause = classify(error, connected=True)
+                self.down_since = now
                 self._lost(now)
                 actions = [NotifyReset(), self._schedule_retry()]
             case RetryDue():
@@ -305,16 +327,25 @@ class ConnectionMachine:
                 elif state is CONNECTED:
                     self.resets += 1
                     self.last_error = None
+                    self.last_cause = Cause.RECONNECT
                     self._lost(None)
                     actions = [CloseTransport(), NotifyReset(), StartConnect()]
                 else:  # WAITING or FAILED
                     self.failures = 0
+                    self.down_since = None  # the application starts a fresh deadline
                     actions = [CancelRetry(), StartConnect()] if state is WAITING else [StartConnect()]
         self.state = next_state
         return actions
 
-    def _give_up(self) -> bool:
-        return self.max_attempts is not None and self.failures >= self.max_attempts
+    def _give_up(self, next_attempt_at: float) -> bool:
+        if self.max_attempts is not None and self.failures >= self.max_attempts:
+            return True
+        deadline = self.give_up_after
+        return (
+            deadline is not None
+            and self.down_since is not None
+            and next_attempt_at - self.down_since > deadline
+        )
 
     def _lost(self, now: float | None) -> None:
         # Reset the backoff only for a connection that proved stable (`now` None: the application
@@ -325,8 +356,12 @@ class ConnectionMachine:
                 self._delay = None
         self.connected_at = None
 
-    def _schedule_retry(self) -> ScheduleRetry:
-        delay = self.backoff.delay(self.backoff_attempt, self.rng, self._delay)
+    def _next_delay(self) -> float:
+        return self.backoff.delay(self.backoff_attempt, self.rng, self._delay)
+
+    def _schedule_retry(self, delay: float | None = None) -> ScheduleRetry:
+        if delay is None:
+            delay = self._next_delay()
         self.backoff_attempt += 1
         self._delay = delay
         return ScheduleRetry(delay=delay)

@@ -14,6 +14,7 @@ with another's.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import socket
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._callbacks import Callbacks, Dispatcher, report, resume_caller
+from ._causes import Cause
 from ._options import Endpoint, Options
 from ._state import (
     AbortConnect,
@@ -46,7 +48,7 @@ from ._state import (
     State,
 )
 from ._thread import Wait, run_wait
-from .errors import Disconnected, GaveUp, NotConnected, QueueFull
+from .errors import BufferFull, ConnectTimeout, Disconnected, GaveUp, IdleTimeout, NotConnected, QueueFull
 
 if TYPE_CHECKING:
     from .manager import ConnectionManager
@@ -75,6 +77,7 @@ class Stats:
         bytes_out: Bytes handed to the transport by `write()` / `writelines()`.
         queued: Bytes waiting in the write queue (`queue_while_down`).
         last_error: Why the last attempt failed or the last connection was lost; None for a clean EOF.
+        last_cause: `last_error` as a `Cause` (eof, reset, refused, timeout, half-open, dns, tls, ...).
         connected_since: Wall-clock time (`time.time()`) of the current connection; None when down.
     """
 
@@ -86,6 +89,7 @@ class Stats:
     bytes_out: int
     queued: int
     last_error: BaseException | None
+    last_cause: Cause | None
     connected_since: float | None
 
 
@@ -130,10 +134,13 @@ class _Protocol(asyncio.Protocol):
         owner._changed()
 
     def pause_writing(self) -> None:
-        self.owner._writing_paused = True
+        if self.active:
+            self.owner._writing_paused = True
 
     def resume_writing(self) -> None:
-        self.owner._writing_paused = False
+        if self.active:
+            self.owner._writing_paused = False
+            self.owner._changed()
 
 
 class Connection:
@@ -188,7 +195,9 @@ class Connection:
         self._loop = loop
         self._thread_id = thread_id
         self._manager = manager
-        self._machine = ConnectionMachine(options.backoff, options.max_attempts)
+        self._machine = ConnectionMachine(
+            options.backoff, options.max_attempts, give_up_after=options.give_up_after
+        )
         self._dispatcher = Dispatcher(loop, callbacks.on_error, self._callbacks_busy)
         self._connect_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -252,6 +261,11 @@ class Connection:
         return self._machine.last_error
 
     @property
+    def last_cause(self) -> Cause | None:
+        """`last_error` as one word (`Cause.RESET`, `Cause.HALF_OPEN`, `Cause.REFUSED`, ...)."""
+        return self._machine.last_cause
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop this connection lives on (connman's own thread's for sync callers)."""
         return self._loop
@@ -269,16 +283,24 @@ class Connection:
             bytes_out=self._bytes_out,
             queued=self._queued,
             last_error=machine.last_error,
+            last_cause=machine.last_cause,
             connected_since=self._connected_since,
         )
 
     # ---- writing ---------------------------------------------------------------------------------
 
-    def write(self, data: Bytes) -> None:
+    def write(self, data: Bytes) -> bool:
         """Send `data` (bytes-like) now, or queue it while down if `queue_while_down` allows.
+
+        Returns:
+            True while the transport's send buffer is below its high-water mark; False once it is above
+            (the peer or the network is slower than the writer): stop writing until `drain()`. Like
+            node's `socket.write()`, the data was accepted either way.
 
         Raises:
             TypeError: `data` is not bytes-like.
+            BufferFull: The send buffer would exceed `max_write_buffer` bytes (the peer is not
+                reading); nothing of `data` was sent.
             NotConnected: The connection is down and queueing is off (`queue_while_down=0`).
             QueueFull: Queueing `data` would exceed `queue_while_down` bytes; the queue is unchanged.
             Disconnected: `disconnect()` was called.
@@ -286,21 +308,50 @@ class Connection:
         """
         if threading.get_ident() != self._thread_id:
             self._write_from_thread((data,))
-            return
+            return not self._writing_paused
         transport = self._transport
         if transport is not None:
             if not isinstance(data, (bytes, bytearray, memoryview)):
                 raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+            if self._writing_paused:
+                self._check_buffer(transport, len(data))
             self._bytes_out += len(data)
             transport.write(data)
-        else:
-            self._write_while_down(_as_bytes(data))
+            return not self._writing_paused
+        self._write_while_down(_as_bytes(data))
+        return True
 
-    def writelines(self, chunks: Iterable[Bytes]) -> None:
+    def writelines(self, chunks: Iterable[Bytes]) -> bool:
         """Send several bytes-like chunks, in order, as one write; see `write()`."""
         data = b"".join(_as_bytes(chunk) for chunk in chunks)
         if data:
-            self.write(data)
+            return self.write(data)
+        return not self._writing_paused
+
+    def _check_buffer(self, transport: asyncio.Transport, size: int) -> None:
+        # Only called above the high-water mark, so the common case costs one attribute test.
+        limit = self._options.max_write_buffer
+        buffered = transport.get_write_buffer_size()
+        if limit is not None and buffered + size > limit:
+            raise BufferFull(
+                f"write of {size} bytes to {self._endpoint} would grow the send buffer past"
+                f" max_write_buffer={limit} ({buffered} bytes buffered: the peer is not reading);"
+                " wait for drain()"
+            )
+
+    @property
+    def writable(self) -> bool:
+        """False while the send buffer is above its high-water mark (see `write()` and `drain()`)."""
+        return not self._writing_paused
+
+    def drain(self, timeout: float | None = None) -> Wait[bool]:
+        """Wait until the send buffer is below its low-water mark again.
+
+        Returns:
+            A `Wait` that is True once writing may go on, False if `timeout` passed first or the
+            connection went down (its buffer is gone with it).
+        """
+        return run_wait(self._loop, lambda: self._wait_for(_is_drained, timeout), timeout)
 
     def _write_while_down(self, data: bytes) -> None:
         state = self._machine.state
@@ -333,6 +384,8 @@ class Connection:
             # checked again on the loop, where the state is authoritative.
             if state in (State.CLOSED, State.FAILED) or not self._options.queue_while_down:
                 self._write_while_down(data)
+        elif self._writing_paused and (transport := self._transport) is not None:
+            self._check_buffer(transport, len(data))  # a racy read, but the bound only needs to hold roughly
         with self._foreign_writes_lock:
             self._foreign_writes.append(data)
             first = len(self._foreign_writes) == 1
@@ -543,6 +596,7 @@ class Connection:
         self._protocol = None
         self._transport = None
         self._connected_since = None
+        self._writing_paused = False
 
     def _close(self, transport: asyncio.Transport) -> None:
         if transport.get_write_buffer_size():
@@ -560,17 +614,23 @@ class Connection:
         loop = self._loop
         protocol = self._protocol = _Protocol(self)
         endpoint = self._endpoint
-        timeout = self._options.connect_timeout
+        options = self._options
+        timeout = options.connect_timeout
         error: BaseException | None = None
         try:
             async with asyncio.timeout(timeout) as deadline:
-                await loop.create_connection(
-                    lambda: protocol, endpoint.host, endpoint.port, **self._options.create_connection
-                )
+                host = endpoint.host
+                extra = options.create_connection
+                if options.resolver is not None:
+                    host = await _resolve(options.resolver, endpoint)
+                    if "ssl" in extra and "server_hostname" not in extra:
+                        # Check the certificate against the name asked for, not the address.
+                        extra = {**extra, "server_hostname": endpoint.host}
+                await loop.create_connection(lambda: protocol, host, endpoint.port, **extra)
         except TimeoutError as exc:
             error = exc
             if deadline.expired():
-                error = TimeoutError(f"connect to {endpoint} timed out after {timeout} s")
+                error = ConnectTimeout(f"connect to {endpoint} timed out after {timeout} s (connect_timeout)")
                 error.__cause__ = exc
         except Exception as exc:  # OSError, socket.gaierror, ssl.SSLError, ...
             error = exc
@@ -616,7 +676,7 @@ class Connection:
         assert protocol is not None
         protocol.active = False  # we report the loss ourselves, with its cause
         transport.abort()
-        self._lost(TimeoutError(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
+        self._lost(IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
 
     def _stop_idle_timer(self) -> None:
         if self._idle is not None:
@@ -628,6 +688,7 @@ class Connection:
         self._protocol = None
         self._transport = None
         self._connected_since = None
+        self._writing_paused = False
         self._handle(ConnectionLost(error=exc, now=self._loop.time()))
 
     def _call_on_connect(self) -> object:
@@ -671,6 +732,15 @@ def _set_tcp_options(sock: Any, options: Options) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(options.user_timeout * 1000))
 
 
+async def _resolve(resolver: Any, endpoint: Endpoint) -> str:
+    address = resolver(endpoint.host, endpoint.port)
+    if inspect.isawaitable(address):
+        address = await address
+    if not isinstance(address, str):
+        raise TypeError(f"resolver must return an address str, not {address!r}")
+    return address
+
+
 def _as_bytes(data: object) -> bytes:
     if isinstance(data, bytes):
         return data
@@ -686,6 +756,12 @@ def _is_up(conn: Connection) -> bool | None:
     if state in (State.CLOSED, State.FAILED):
         return False
     return None
+
+
+def _is_drained(conn: Connection) -> bool | None:
+    if conn._transport is None:
+        return False
+    return True if not conn._writing_paused else None
 
 
 def _is_closed(conn: Connection) -> bool | None:

@@ -7,6 +7,9 @@ The tree::
     ├── Disconnected                                     the application called disconnect()
     ├── GaveUp                                           max_attempts was reached; the connection failed
     ├── QueueFull                                        the write queue would exceed queue_while_down
+    ├── BufferFull                                       the peer stopped reading: the send buffer is full
+    ├── ConnectTimeout (also a builtin TimeoutError)     an attempt outlasted connect_timeout
+    ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
         └── PoolNotFound                                 get_pool() with an unknown name
@@ -19,9 +22,12 @@ away (`NotConnected`, with the cause in `Connection.last_error`). Bad arguments 
 from __future__ import annotations
 
 __all__ = [
+    "BufferFull",
+    "ConnectTimeout",
     "ConnmanError",
     "Disconnected",
     "GaveUp",
+    "IdleTimeout",
     "NotConnected",
     "PoolError",
     "PoolExists",
@@ -48,6 +54,24 @@ class GaveUp(ConnmanError):
 
 class QueueFull(ConnmanError):
     """Raised when a write while down would make the queue exceed `queue_while_down` bytes."""
+
+
+class BufferFull(ConnmanError):
+    """Raised when a write would grow the transport's send buffer past `max_write_buffer` bytes.
+
+    The peer is not reading (or the network is slower than the writer): wait for `drain()`.
+    """
+
+
+class ConnectTimeout(ConnmanError, TimeoutError):
+    """An attempt took longer than `connect_timeout` (seen in `last_error`, never raised to callers).
+
+    Unlike a kernel `ETIMEDOUT` (also a `TimeoutError`), its `errno` is None.
+    """
+
+
+class IdleTimeout(ConnmanError, TimeoutError):
+    """Nothing arrived for `idle_timeout` seconds, so the peer was presumed dead (seen in `last_error`)."""
 
 
 class PoolError(ConnmanError):

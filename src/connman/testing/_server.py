@@ -13,8 +13,8 @@ from typing import Any, Literal, Self, TypeAlias, TypeVar, cast
 __all__ = ["EchoServer", "ServerMode", "ServerThread"]
 
 T = TypeVar("T")
-ServerMode: TypeAlias = Literal["echo", "close", "silent"]
-MODES: tuple[ServerMode, ...] = ("echo", "close", "silent")
+ServerMode: TypeAlias = Literal["echo", "close", "silent", "deaf"]
+MODES: tuple[ServerMode, ...] = ("echo", "close", "silent", "deaf")
 
 
 class _Peer(asyncio.Protocol):
@@ -31,6 +31,8 @@ class _Peer(asyncio.Protocol):
         if server.mode == "close" or server._server is None:  # the latter: accepted as we stopped
             self.transport.close()
             return
+        if server.mode == "deaf":
+            self.transport.pause_reading()  # never reads: the client's writes back up
         server._accepted.set()
 
     def data_received(self, data: bytes) -> None:
@@ -54,7 +56,8 @@ class EchoServer:
         host: Address to listen on. Loopback only, as tests should.
         port: Port to listen on; 0 picks a free one on the first `start()` and keeps it.
         mode: "echo" sends back what it receives; "close" closes every connection as soon as it is
-            accepted (the flap-guard case); "silent" accepts and never answers. Change it any time.
+            accepted (the flap-guard case); "silent" accepts and never answers; "deaf" accepts and never
+            reads, so the client's writes back up. Change it any time.
         keep_data: Keep every received byte in `data` (for tests that check what arrived).
         ssl: Serve TLS with this context (e.g. from the `trustme` package); None serves plain TCP.
     """
@@ -111,18 +114,7 @@ class EchoServer:
         """Stop listening and drop every client (with FIN, or RST if `reset`)."""
         server, self._server = self._server, None
         if server is not None:
-            # asyncio finishes each accept in a task of its own, and on Python 3.11 a task that
-            # runs after Server.close() fails an assertion and drops its socket unclosed. So stop
-            # accepting first, let the accepts in flight land, then close.
-            loop = asyncio.get_running_loop()
-            for sock in server.sockets:
-                try:
-                    loop.remove_reader(sock.fileno())
-                except NotImplementedError:  # pragma: no cover - loops without readers
-                    pass
-            for _ in range(3):
-                await asyncio.sleep(0)
-            server.close()
+            await stop_accepting(server)
         closing = [peer.closed for peer in self._peers]
         self.drop_clients(reset=reset)
         if closing:
@@ -142,11 +134,7 @@ class EchoServer:
         for peer in peers:
             if peer.transport is not None:
                 if reset:
-                    sock = peer.transport.get_extra_info("socket")
-                    if sock is not None:
-                        # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    peer.transport.abort()
+                    reset_socket_of(peer.transport)
                 else:
                     peer.transport.close()
         self._peers.clear()
@@ -163,6 +151,33 @@ class EchoServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+async def stop_accepting(server: asyncio.Server) -> None:
+    """Close a listener without leaking a socket accepted at that very moment.
+
+    asyncio finishes each accept in a task of its own, and on Python 3.11 a task that runs after
+    `Server.close()` fails an assertion and drops its socket unclosed. So stop accepting first, let
+    the accepts in flight land, then close. Call `server.wait_closed()` afterwards.
+    """
+    loop = asyncio.get_running_loop()
+    for sock in server.sockets:
+        try:
+            loop.remove_reader(sock.fileno())
+        except NotImplementedError:  # pragma: no cover - loops without readers
+            pass
+    for _ in range(3):
+        await asyncio.sleep(0)
+    server.close()
+
+
+def reset_socket_of(transport: asyncio.Transport) -> None:
+    """Make the next close of `transport` send RST instead of FIN, and close it now."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 async def _finish_tasks() -> None:
