@@ -33,7 +33,7 @@ class Backoff:
     The n-th wait (`attempt` counts from 0) is `min(cap, initial * factor ** attempt)`, then jittered.
     The attempt count resets only once a connection has stayed up for `min_uptime` seconds.
 
-    The defaults (0.1 s growing x1.6 to 2 s, "equal" jitter, 1 s minimum uptime) are argued in
+    The defaults (0.1 s growing x1.6 to 1 s, "equal" jitter, 1 s minimum uptime) are argued in
     `docs/decisions.md`. For comparison, the node.js original waited 10 ms doubling to 163.84 s with
     no jitter, and reset on every TCP connect; `Backoff.original()` reproduces that schedule.
 
@@ -49,7 +49,7 @@ class Backoff:
 
     initial: float = 0.1
     factor: float = 1.6
-    cap: float = 2.0
+    cap: float = 1.0
     jitter: Jitter = "equal"
     min_uptime: float = 1.0
 
@@ -106,3 +106,31 @@ class Backoff:
         # "decorrelated": https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/
         last = self.initial if previous is None else max(previous, self.initial)
         return min(self.cap, rng.uniform(self.initial, last * 3))
+
+    def schedule(self, until: float, rng: random.Random, attempt_time: float = 0.0) -> list[float]:
+        """When one client retries after a drop at time 0, if every attempt fails: attempt start
+        times up to `until` seconds (each attempt taking `attempt_time`). Pure, for planning and for
+        reconnect-storm estimates over many clients."""
+        times: list[float] = []
+        now = 0.0
+        previous: float | None = None
+        attempt = 0
+        while True:
+            previous = self.delay(attempt, rng, previous)
+            now += previous
+            if now > until:
+                return times
+            times.append(now)
+            now += attempt_time
+            attempt += 1
+
+
+def peak_window_share(times: list[float], window: float, after: float, of: int) -> float:
+    """The largest number of attempts in one `window`-second bucket after time `after`, as a share of
+    `of` (the number of clients, or of attempts). 0.0 if there are none."""
+    buckets: dict[int, int] = {}
+    for t in times:
+        if t >= after:
+            bucket = int(t / window)
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+    return max(buckets.values(), default=0) / of

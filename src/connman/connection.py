@@ -635,6 +635,11 @@ class Connection:
         except Exception as exc:  # OSError, socket.gaierror, ssl.SSLError, ...
             error = exc
         if error is not None and protocol.active and protocol.transport is None:
+            # Kept in last_error: drop the frames, which hold this connection (and its whole attempt)
+            # alive for as long as anyone keeps the exception, a log handler for instance.
+            error.__traceback__ = None
+            if error.__cause__ is not None:
+                error.__cause__.__traceback__ = None
             self._protocol = None
             self._handle(ConnectFailed(error=error, now=loop.time()))
 

@@ -11,7 +11,7 @@ from connman._backoff import JITTER_MODES
 
 
 def test_defaults_are_the_documented_ones() -> None:
-    assert Backoff() == Backoff(initial=0.1, factor=1.6, cap=2.0, jitter="equal", min_uptime=1.0)
+    assert Backoff() == Backoff(initial=0.1, factor=1.6, cap=1.0, jitter="equal", min_uptime=1.0)
 
 
 def test_no_jitter_grows_by_factor_until_cap() -> None:
@@ -35,7 +35,7 @@ def test_factor_one_is_a_constant_delay() -> None:
 
 
 def test_huge_attempt_numbers_do_not_overflow() -> None:
-    assert Backoff().base_delay(10**6) == 2.0
+    assert Backoff().base_delay(10**6) == Backoff().cap == 1.0
 
 
 @pytest.mark.parametrize("jitter", JITTER_MODES)

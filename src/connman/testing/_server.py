@@ -60,6 +60,8 @@ class EchoServer:
             reads, so the client's writes back up. Change it any time.
         keep_data: Keep every received byte in `data` (for tests that check what arrived).
         ssl: Serve TLS with this context (e.g. from the `trustme` package); None serves plain TCP.
+        backlog: The listen backlog. Above it, Linux completes handshakes it then never hands to the
+            server, so a client believes it is connected to nothing: keep it above your client count.
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class EchoServer:
         mode: ServerMode = "echo",
         keep_data: bool = False,
         ssl: _ssl.SSLContext | None = None,
+        backlog: int = 1024,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES!r}, not {mode!r}")
@@ -78,6 +81,7 @@ class EchoServer:
         self.mode: ServerMode = mode
         self.keep_data = keep_data
         self.ssl = ssl
+        self.backlog = backlog
         self.data = bytearray()
         self.accepts = 0
         self.received = 0
@@ -106,6 +110,7 @@ class EchoServer:
             family=socket.AF_UNSPEC,
             reuse_address=True,
             ssl=self.ssl,
+            backlog=self.backlog,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         return self
