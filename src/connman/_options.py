@@ -26,6 +26,7 @@ __all__ = [
     "Resolver",
     "check_endpoint",
     "check_options",
+    "check_timeout",
 ]
 
 #: Seconds allowed for one attempt (resolution, TCP connect and TLS handshake together). The original
@@ -125,6 +126,12 @@ def check_endpoint(port: object, host: object) -> Endpoint:
     return Endpoint(port, host)
 
 
+def check_timeout(value: object) -> None:
+    """Validate the `timeout` argument of a waiting call: None (no limit) or seconds >= 0."""
+    if value is not None:
+        _check_seconds("timeout", value, positive=False)
+
+
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise TypeError(f"{name} must be callable or None, not {value!r}")
@@ -219,6 +226,8 @@ def check_options(options: Mapping[str, object]) -> Options:
         if name in passthrough and not tls:
             raise ValueError(f"{name} is only meaningful with ssl; pass ssl=True or an SSLContext")
     family = get("family", 0)
+    if isinstance(family, bool) or not isinstance(family, int):
+        raise TypeError(f"family must be 0, socket.AF_INET or socket.AF_INET6, not {family!r}")
     if family not in (0, socket.AF_INET, socket.AF_INET6):
         raise ValueError(f"family must be 0, socket.AF_INET or socket.AF_INET6, not {family!r}")
     for name in ("family", "proto", "flags"):

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ._callbacks import Callbacks, Dispatcher, report, resume_caller
 from ._causes import Cause
-from ._options import Endpoint, Options
+from ._options import Endpoint, Options, check_timeout
 from ._state import (
     AbortConnect,
     Action,
@@ -323,6 +323,8 @@ class Connection:
 
     def writelines(self, chunks: Iterable[Bytes]) -> bool:
         """Send several bytes-like chunks, in order, as one write; see `write()`."""
+        if isinstance(chunks, (bytes, bytearray, memoryview)) or not isinstance(chunks, Iterable):
+            raise TypeError(f"chunks must be an iterable of bytes-like objects, not {type(chunks).__name__}")
         data = b"".join(_as_bytes(chunk) for chunk in chunks)
         if data:
             return self.write(data)
@@ -351,6 +353,7 @@ class Connection:
             A `Wait` that is True once writing may go on, False if `timeout` passed first or the
             connection went down (its buffer is gone with it).
         """
+        check_timeout(timeout)
         return run_wait(self._loop, lambda: self._wait_for(_is_drained, timeout), timeout)
 
     def _write_while_down(self, data: bytes) -> None:
@@ -433,6 +436,7 @@ class Connection:
             A `Wait`: in async code, `await conn.disconnect()` waits until the socket is closed (or
             just call it and carry on); in sync code the call blocked already. True once closed.
         """
+        check_timeout(timeout)
         if threading.get_ident() == self._thread_id:
             self._disconnect()
             return Wait(factory=lambda: self._wait_closed(timeout))
@@ -482,6 +486,7 @@ class Connection:
             if the connection was disconnected or gave up. Await it in async code; in sync code the
             call blocks and the result is truthy or not (`if conn.wait_connected(5): ...`).
         """
+        check_timeout(timeout)
         return run_wait(self._loop, lambda: self._wait_for(_is_up, timeout), timeout)
 
     def wait_closed(self, timeout: float | None = None) -> Wait[bool]:
@@ -490,6 +495,7 @@ class Connection:
         Returns:
             A `Wait` that is True once closed and False if `timeout` seconds passed first.
         """
+        check_timeout(timeout)
         return run_wait(self._loop, lambda: self._wait_closed(timeout), timeout)
 
     async def _wait_closed(self, timeout: float | None) -> bool:

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
-from ._options import ConnectOptions, check_endpoint, check_options
+from ._options import ConnectOptions, check_endpoint, check_options, check_timeout
 from ._thread import Wait, portal, run_wait, running_loop
 from .connection import Connection
 from .errors import PoolExists, PoolNotFound
@@ -158,8 +158,7 @@ class ConnectionManager:
         Raises:
             PoolExists: A pool with that name exists already.
         """
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"pool name must be a non-empty str, not {name!r}")
+        _check_pool_name(name)
         with self._lock:
             if name in self._pools:
                 raise PoolExists(f"pool {name!r} already exists; use get_pool({name!r})")
@@ -172,6 +171,7 @@ class ConnectionManager:
         Raises:
             PoolNotFound: There is no pool with that name.
         """
+        _check_pool_name(name)
         with self._lock:
             try:
                 return self._pools[name]
@@ -198,6 +198,7 @@ class ConnectionManager:
         Returns:
             A `Wait` that is True when everything closed in time.
         """
+        check_timeout(timeout)
         return self._disconnect_many(list(self.connections), timeout)
 
     def _disconnect_many(self, conns: list[Connection], timeout: float | None) -> Wait[bool]:
@@ -307,3 +308,10 @@ if hasattr(os, "register_at_fork"):
             manager._lock = threading.RLock()
 
     os.register_at_fork(after_in_child=_forget_all_in_child)
+
+
+def _check_pool_name(name: object) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"pool name must be a non-empty str, not {name!r}")
+    if not name:
+        raise ValueError("pool name must be a non-empty str, not ''")

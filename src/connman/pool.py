@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Unpack
 
 from . import _pick
-from ._options import ConnectOptions
+from ._options import ConnectOptions, check_timeout
 from ._thread import Wait, run_wait
 from .connection import Connection
 from .errors import NotConnected
@@ -123,6 +123,7 @@ class Pool:
         Returns:
             A `Wait`: await it in async code to wait until every socket is closed; sync callers block.
         """
+        check_timeout(timeout)
         return self._manager._disconnect_many(list(self._members), timeout)
 
     def wait_any(self, timeout: float | None = None) -> Wait[Connection | None]:
@@ -130,6 +131,7 @@ class Pool:
 
         The members must live on one event loop (they do unless you add them from several loops).
         """
+        check_timeout(timeout)
         members = list(self._members)
         loop = members[0].loop if members else self._manager._loop_for_caller()[0]
         return run_wait(loop, lambda: self._wait_any(loop, timeout), timeout)

@@ -101,6 +101,15 @@ def test_passthrough_options_reach_create_connection() -> None:
         ({"local_addr": ("127.0.0.1", 70000)}, TypeError, "local_addr must be"),
         ({"happy_eyeballs_delay": -0.1}, ValueError, "happy_eyeballs_delay must be"),
         ({"interleave": -1}, ValueError, "interleave must be >= 0"),
+        ({"family": "2"}, TypeError, "family must be 0, socket.AF_INET or socket.AF_INET6"),
+        ({"give_up_after": 0}, ValueError, "give_up_after must be a finite number > 0"),
+        ({"give_up_after": "1m"}, TypeError, "give_up_after must be a number of seconds"),
+        ({"max_write_buffer": 0}, ValueError, "max_write_buffer must be >= 1"),
+        ({"max_write_buffer": 1.5}, TypeError, "max_write_buffer must be an int >= 1 or None"),
+        ({"resolver": "8.8.8.8"}, TypeError, "resolver must be callable or None"),
+        ({"keepalive": (1, 1, 0)}, ValueError, "keepalive count must be >= 1"),
+        ({"user_timeout": float("inf")}, ValueError, "user_timeout must be a finite number > 0"),
+        ({"idle_timeout": True}, TypeError, "idle_timeout must be a number of seconds"),
     ],
 )
 def test_bad_options(options: dict[str, object], error: type[Exception], message: str) -> None:
