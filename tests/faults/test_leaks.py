@@ -51,6 +51,11 @@ def holdings() -> Holdings:
 
 
 def assert_nothing_grew(before: Holdings, after: Holdings) -> None:
+    print(
+        f"after {CYCLES} cycles: fds {before.fds}->{after.fds}, tasks {before.tasks}->{after.tasks},"
+        f" timers {before.timers}->{after.timers}, threads {before.threads}->{after.threads},"
+        f" traced memory {after.memory - before.memory:+d} bytes"
+    )
     assert after.fds == before.fds
     assert after.tasks == before.tasks
     assert after.timers == before.timers
