@@ -169,3 +169,32 @@ async def test_a_peer_that_never_reads_pushes_back_on_write(cm: connman.Connecti
         assert not await conn.drain(50 * MS)  # still blocked
         deaf.drop_clients()
         await conn.disconnect()
+
+
+async def test_disconnect_racing_attempt_faults(cm: connman.ConnectionManager, recorder: Recorder) -> None:
+    """disconnect() while an attempt hangs on a SYN blackhole, on a slow resolver, and in a TLS
+    handshake with a server that never answers: CLOSED at once, no callback, nothing left behind."""
+    resolving = asyncio.Event()
+
+    async def slow_resolver(host: str, port: int) -> str:
+        resolving.set()
+        await asyncio.sleep(30)
+        return "127.0.0.1"
+
+    with SynBlackhole() as hole:
+        async with EchoServer(mode="silent") as silent:
+            conns = [
+                cm.connect(hole.port, "127.0.0.1", **recorder.callbacks()),
+                cm.connect(1, "db.internal", **recorder.callbacks(), resolver=slow_resolver),
+                cm.connect(silent.port, "127.0.0.1", **recorder.callbacks(), ssl=True),
+            ]
+            async with asyncio.timeout(BOUND):
+                await resolving.wait()
+            await recorder.until(lambda: silent.accepts >= 1)  # the TLS attempt is in its handshake
+            assert [conn.state for conn in conns] == [State.CONNECTING] * 3
+            for conn in conns:
+                conn.disconnect()
+                assert conn.state is State.CLOSED
+            for conn in conns:
+                assert await conn.wait_closed(BOUND)
+    assert recorder.events == []

@@ -119,7 +119,8 @@ class _Link:
             if size is not None and len(data) > size:
                 transport.write(data[:size])
                 side.outbox[0] = (due, data[size:])
-                side.pump = loop.call_soon(self.pump, side)  # next slice in a later segment
+                # The next slice in a later segment (and, with a delay, a later read on the other side).
+                side.pump = loop.call_later(self.proxy.slice_delay, self.pump, side)
                 return
             side.outbox.popleft()
             transport.write(data)
@@ -174,7 +175,9 @@ class FaultProxy:
       paused peer. `stall(False)` delivers them.
     - `blackhole = True`: accept and read, but drop every byte in both directions (a peer that vanished).
     - `latency = s`: deliver each chunk `s` seconds after it arrived, in order.
-    - `slice_bytes = n`: deliver at most `n` bytes per loop iteration (each piece in a later segment).
+    - `slice_bytes = n`: deliver at most `n` bytes at a time, each piece in a later segment;
+      `slice_delay = s` waits `s` seconds between pieces (0: the next loop iteration), so that a
+      receiver on the same machine reads them one by one.
     - `limit_bytes = n`: close each connection (FIN) once it has carried `n` bytes in both directions.
 
     When the target refuses, the client's connection is reset, as a real server's would be.
@@ -189,6 +192,7 @@ class FaultProxy:
         self.port = port
         self.latency = 0.0
         self.slice_bytes: int | None = None
+        self.slice_delay = 0.0
         self.limit_bytes: int | None = None
         self.blackhole = False
         self.stalled = False
