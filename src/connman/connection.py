@@ -79,6 +79,9 @@ class Stats:
         last_error: Why the last attempt failed or the last connection was lost; None for a clean EOF.
         last_cause: `last_error` as a `Cause` (eof, reset, refused, timeout, half-open, dns, tls, ...).
         connected_since: Wall-clock time (`time.time()`) of the current connection; None when down.
+        in_state_for: Seconds spent in `state` so far.
+        connect_latency: Seconds the last successful attempt took (resolution, TCP connect and TLS
+            handshake); None before the first connect.
     """
 
     state: State
@@ -91,6 +94,8 @@ class Stats:
     last_error: BaseException | None
     last_cause: Cause | None
     connected_since: float | None
+    in_state_for: float
+    connect_latency: float | None
 
 
 class _Protocol(asyncio.Protocol):
@@ -152,14 +157,17 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
+        "_attempt_started",
         "_bytes_in",
         "_bytes_out",
         "_callbacks",
         "_change",
+        "_connect_latency",
         "_connect_task",
         "_connected_since",
         "_dispatcher",
         "_endpoint",
+        "_foreign_bytes",
         "_foreign_writes",
         "_foreign_writes_lock",
         "_idle",
@@ -174,6 +182,7 @@ class Connection:
         "_queue",
         "_queued",
         "_resume",
+        "_state_since",
         "_thread_id",
         "_timer",
         "_transport",
@@ -214,8 +223,12 @@ class Connection:
         self._queue: deque[bytes] = deque()
         self._queued = 0
         self._connected_since: float | None = None
+        self._state_since = loop.time()
+        self._attempt_started = 0.0
+        self._connect_latency: float | None = None
         self._writing_paused = False
         self._foreign_writes: list[bytes] = []
+        self._foreign_bytes = 0
         self._foreign_writes_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -285,6 +298,8 @@ class Connection:
             last_error=machine.last_error,
             last_cause=machine.last_cause,
             connected_since=self._connected_since,
+            in_state_for=self._loop.time() - self._state_since,
+            connect_latency=self._connect_latency,
         )
 
     # ---- writing ---------------------------------------------------------------------------------
@@ -382,7 +397,8 @@ class Connection:
     def _write_from_thread(self, chunks: tuple[Bytes, ...]) -> None:
         data = b"".join(_as_bytes(chunk) for chunk in chunks)
         state = self._machine.state
-        if state is not State.CONNECTED:
+        down = state is not State.CONNECTED
+        if down:
             # Decide here, in the caller's thread, so the error reaches the caller. Queueing is
             # checked again on the loop, where the state is authoritative.
             if state in (State.CLOSED, State.FAILED) or not self._options.queue_while_down:
@@ -390,7 +406,14 @@ class Connection:
         elif self._writing_paused and (transport := self._transport) is not None:
             self._check_buffer(transport, len(data))  # a racy read, but the bound only needs to hold roughly
         with self._foreign_writes_lock:
+            limit = self._options.queue_while_down
+            if down and self._queued + self._foreign_bytes + len(data) > limit:
+                raise QueueFull(
+                    f"write of {len(data)} bytes to {self._endpoint} would exceed queue_while_down={limit}"
+                    f" ({self._queued + self._foreign_bytes} bytes queued already)"
+                )
             self._foreign_writes.append(data)
+            self._foreign_bytes += len(data)
             first = len(self._foreign_writes) == 1
         if first:
             self._loop.call_soon_threadsafe(self._flush_foreign_writes)
@@ -398,6 +421,7 @@ class Connection:
     def _flush_foreign_writes(self) -> None:
         with self._foreign_writes_lock:
             chunks, self._foreign_writes = self._foreign_writes, []
+            self._foreign_bytes = 0
         data = b"".join(chunks)
         transport = self._transport
         if transport is not None:
@@ -541,6 +565,7 @@ class Connection:
         actions = machine.handle(event)
         after = machine.state
         if after is not before:
+            self._state_since = self._loop.time()
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("= %s is %s", self._endpoint, after.name)
             self._changed()
@@ -618,6 +643,7 @@ class Connection:
 
     async def _attempt(self) -> None:
         loop = self._loop
+        self._attempt_started = loop.time()
         protocol = self._protocol = _Protocol(self)
         endpoint = self._endpoint
         options = self._options
@@ -665,6 +691,7 @@ class Connection:
             self._idle = self._loop.call_later(self._options.idle_timeout, self._idle_check)
         self._transport = transport
         self._connected_since = time.time()
+        self._connect_latency = self._loop.time() - self._attempt_started
         # Queued writes go out before anything else, before on_connect can write.
         self._flush_queue(transport)
         if self._dispatcher.busy:

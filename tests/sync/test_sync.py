@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,27 @@ def test_write_from_a_thread_while_down_raises_at_the_call() -> None:
         conn.disconnect()
         with pytest.raises(connman.Disconnected):
             conn.write(b"x")
+
+
+def test_a_full_queue_raises_at_the_call_from_a_thread() -> None:
+    with connman.ConnectionManager() as cm:
+        conn = cm.connect(9, "127.0.0.1", backoff=connman.Backoff(initial=30, cap=30), queue_while_down=10)
+        conn.write(b"12345")
+        conn.write(b"678")
+        with pytest.raises(connman.QueueFull, match="would exceed queue_while_down=10"):
+            conn.write(b"abc")
+        conn.write(b"90")  # the queue kept what it had, and takes what still fits
+        assert _eventually(lambda: conn.stats.queued == 10)
+        conn.disconnect()
+
+
+def _eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.001)
+    return True
 
 
 def test_slow_callbacks_are_named_in_a_warning(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,8 +1,10 @@
-"""`connman demo`: a scripted run against a flaky local echo server, printed as it happens.
+"""`connman demo`: a scripted run against a flaky local echo server, shown as it happens.
 
 A pool of managed connections and a single one talk to an embedded echo server on a free loopback
-port, while a fault schedule restarts the server, resets every client (RST), closes every client (FIN)
-and refuses connections for a while. Every connection writes numbered records through its write queue
+port, through connman's fault proxy, while a fault schedule restarts the server, resets every client
+(RST), stalls every connection long enough for the idle timeout to notice, and refuses connections for
+a while. On a terminal a status table is redrawn in place; elsewhere each event is a log line.
+Every connection writes numbered records through its write queue
 (`queue_while_down`), so nothing is lost while it is down. Records already handed to the kernel when
 a connection drops can be lost with it (no library can save those); the demo closes that gap the way
 an application should, at its protocol level: a record counts as delivered when its echo comes back,
@@ -18,7 +20,9 @@ import statistics
 import time
 
 import connman
-from connman.testing import EchoServer
+from connman.testing import EchoServer, FaultProxy
+
+from ._status import LiveView
 
 __all__ = ["run"]
 
@@ -26,9 +30,9 @@ __all__ = ["run"]
 class _Client:
     """One demo client, as a connman handler object: records go out, echoes come back."""
 
-    def __init__(self, name: str, start: float) -> None:
+    def __init__(self, name: str, view: _Events) -> None:
         self.name = name
-        self.start = start
+        self.say = view.say
         self.conn: connman.Connection | None = None
         self.sent = self.echoed = self.resets = self.resent = 0
         self.down_since: float | None = None
@@ -42,10 +46,10 @@ class _Client:
         if self.down_since is not None:
             recovery = time.monotonic() - self.down_since
             self.recoveries.append(recovery)
-            _say(self.start, f"{self.name}: reconnected after {recovery * 1000:.0f} ms")
+            self.say(f"{self.name}: reconnected after {recovery * 1000:.0f} ms")
             self.down_since = None
         else:
-            _say(self.start, f"{self.name}: connected to {conn.peername}")
+            self.say(f"{self.name}: connected to {conn.peername}")
 
     def on_data(self, data: bytes) -> None:
         *lines, self.buffer = (self.buffer + data).split(b"\n")
@@ -60,9 +64,8 @@ class _Client:
         self.down_since = time.monotonic()
         self.buffer = b""
         in_flight = list(self.unacked)  # writes from now on go to the write queue
-        error = self.conn.last_error if self.conn is not None else None
-        reason = "peer closed" if error is None else f"{type(error).__name__}: {error}"
-        _say(self.start, f"{self.name}: connection lost ({reason})")
+        reason = self.conn.last_cause.value if self.conn is not None and self.conn.last_cause else "?"
+        self.say(f"{self.name}: connection lost ({reason}), {len(in_flight)} records unacknowledged")
 
         def resume(conn: connman.Connection) -> None:
             # Records the dead connection took with it go again, before anything new.
@@ -81,27 +84,42 @@ class _Client:
         self.sent += len(payload)
 
 
-def _say(start: float, message: str) -> None:
-    print(f"[{time.monotonic() - start:6.2f}s] {message}", flush=True)
+class _Events:
+    """Timestamped event lines, to the live view (a terminal) or to stdout as they come."""
+
+    def __init__(self, view: LiveView) -> None:
+        self.view = view
+        self.start = time.monotonic()
+
+    def say(self, message: str) -> None:
+        self.view.event(f"[{time.monotonic() - self.start:6.2f}s] {message}")
+
+
+#: Seconds without an echo after which a connection is presumed dead (the stall fault shows it).
+IDLE_TIMEOUT = 0.5
 
 
 async def _demo(duration: float) -> int:
-    start = time.monotonic()
+    view = LiveView()
+    events = _Events(view)
+    say = events.say
     server = await EchoServer().start()
-    _say(start, f"echo server listening on 127.0.0.1:{server.port}")
-    backoff = connman.Backoff(initial=0.05, factor=1.6, cap=0.5)
+    proxy = await FaultProxy(server.port).start()
+    say(f"echo server on 127.0.0.1:{server.port}, fault proxy in front of it on 127.0.0.1:{proxy.port}")
+    options: connman.ConnectOptions = {
+        "backoff": connman.Backoff(initial=0.05, factor=1.6, cap=0.5),
+        "queue_while_down": 1 << 20,
+        "idle_timeout": IDLE_TIMEOUT,
+    }
     clients: dict[connman.Connection, _Client] = {}
     async with connman.ConnectionManager() as cm:
         pool = cm.create_pool("demo")
         for index in range(3):
-            client = _Client(f"pool[{index}]", start)
-            conn = pool.add_connection(
-                server.port, "127.0.0.1", handler=client, backoff=backoff, queue_while_down=1 << 20
-            )
-            clients[conn] = client
-        client = _Client("single", start)
-        conn = cm.connect(server.port, "127.0.0.1", handler=client, backoff=backoff, queue_while_down=1 << 20)
-        clients[conn] = client
+            client = _Client(f"pool[{index}]", events)
+            clients[pool.add_connection(proxy.port, "127.0.0.1", handler=client, **options)] = client
+        client = _Client("single", events)
+        clients[cm.connect(proxy.port, "127.0.0.1", handler=client, **options)] = client
+        named = [(c.name, conn) for conn, c in clients.items()]
 
         async def traffic() -> None:
             record = 0
@@ -111,23 +129,32 @@ async def _demo(duration: float) -> int:
                 record += 1
                 await asyncio.sleep(0.01)
 
+        async def redraw() -> None:
+            while True:
+                view.draw(named)
+                await asyncio.sleep(0.2)
+
         async def faults() -> int:
-            step = max(duration / 6, 0.5)
+            step = max(duration / 5, 0.5)
             schedule = [
                 ("restart the server", server.restart()),
-                ("reset every client (RST)", _drop(server, reset=True)),
-                ("close every client (FIN)", _drop(server, reset=False)),
-                ("refuse connections for 1 s", _refuse(server, 1.0)),
+                ("reset every connection (RST)", _call(proxy.reset_all)),
+                (
+                    f"stall every connection for {3 * IDLE_TIMEOUT} s (idle_timeout={IDLE_TIMEOUT})",
+                    _stall(proxy),
+                ),
+                ("refuse connections for 1 s", _refuse(proxy, 1.0)),
             ]
             for what, fault in schedule:
                 await asyncio.sleep(step)
-                _say(start, f"FAULT: {what}")
+                say(f"FAULT: {what}")
                 await fault
             return len(schedule)
 
         traffic_task = asyncio.create_task(traffic())
+        redraw_task = asyncio.create_task(redraw())
         injected = await faults()
-        await asyncio.sleep(max(duration - (time.monotonic() - start), 0.5))
+        await asyncio.sleep(max(duration - (time.monotonic() - events.start), 0.5))
         traffic_task.cancel()
         # Let every echo come home before judging.
         try:
@@ -136,7 +163,12 @@ async def _demo(duration: float) -> int:
                     await client.everything_echoed.wait()
         except TimeoutError:
             pass
-        _say(start, "disconnecting everything")
+        redraw_task.cancel()
+        view.draw(named)
+        if not view.live:
+            view.print_table(named)
+        say("disconnecting everything")
+    await proxy.stop()
     await server.stop()
 
     recoveries = [r for c in clients.values() for r in c.recoveries]
@@ -159,17 +191,25 @@ async def _demo(duration: float) -> int:
     return 0 if ok else 1
 
 
-async def _drop(server: EchoServer, *, reset: bool) -> None:
-    server.drop_clients(reset=reset)
+async def _call(fault: object) -> None:
+    assert callable(fault)
+    fault()
 
 
-async def _refuse(server: EchoServer, seconds: float) -> None:
-    await server.stop(reset=False)
+async def _stall(proxy: FaultProxy) -> None:
+    proxy.stall(True)
+    await asyncio.sleep(3 * IDLE_TIMEOUT)
+    proxy.stall(False)
+
+
+async def _refuse(proxy: FaultProxy, seconds: float) -> None:
+    await proxy.refuse()
+    proxy.close_all()
     await asyncio.sleep(seconds)
-    await server.start()
+    await proxy.start()
 
 
-def run(duration: float = 8.0) -> int:
+def run(duration: float = 20.0) -> int:
     """Run the demo for about `duration` seconds; return 0 if everything recovered."""
     logging.getLogger("connman").setLevel(logging.WARNING)
     return asyncio.run(_demo(duration))

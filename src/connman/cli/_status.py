@@ -1,0 +1,103 @@
+"""What the commands share: parsing `HOST:PORT`, a status table of connections, and a live view that
+redraws it in place on a terminal (ANSI escapes only: no curses, no dependency)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import deque
+from collections.abc import Sequence
+from typing import TextIO
+
+import connman
+from connman._options import Endpoint, check_endpoint
+
+__all__ = ["LiveView", "endpoint", "format_error", "status_table"]
+
+
+def endpoint(text: str) -> Endpoint:
+    """argparse type for `HOST:PORT` (`[::1]:PORT` for IPv6 addresses)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT (e.g. 127.0.0.1:11211 or [::1]:6379), not {text!r}"
+        )
+    try:
+        return check_endpoint(int(port), host)
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def format_error(conn: connman.Connection) -> str:
+    """The last cause and error of `conn`, short enough for a table cell."""
+    cause, error = conn.last_cause, conn.last_error
+    if cause is None:
+        return "-"
+    if error is None:
+        return cause.value
+    text = str(error) or type(error).__name__
+    return f"{cause.value}: {text[:40]}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.1f} s"
+
+
+HEADER = ("connection", "state", "for", "attempts", "resets", "connect", "in", "out", "last error")
+
+
+def status_table(named: Sequence[tuple[str, connman.Connection]]) -> str:
+    """A fixed-width table, one row per connection."""
+    rows = [HEADER]
+    for name, conn in named:
+        stats = conn.stats
+        rows.append(
+            (
+                name,
+                stats.state.value,
+                _seconds(stats.in_state_for),
+                str(stats.connects + stats.failed_attempts),
+                str(stats.resets),
+                _seconds(stats.connect_latency),
+                str(stats.bytes_in),
+                str(stats.bytes_out),
+                format_error(conn),
+            )
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(HEADER))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+class LiveView:
+    """On a terminal: the table redrawn in place, with the latest events under it. Elsewhere: the
+    events as plain log lines, and the table only when asked (`print_table`)."""
+
+    def __init__(self, out: TextIO | None = None, *, events: int = 8) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.live = self.out.isatty()
+        self.events: deque[str] = deque(maxlen=events)
+        self._drawn = 0
+
+    def event(self, line: str) -> None:
+        if self.live:
+            self.events.append(line)
+        else:
+            print(line, file=self.out, flush=True)
+
+    def draw(self, named: Sequence[tuple[str, connman.Connection]]) -> None:
+        if not self.live:
+            return
+        text = status_table(named) + "\n\n" + "\n".join(self.events)
+        lines = text.count("\n") + 1
+        # Up to the first line drawn last time, clear to the end of the screen, draw again.
+        prefix = f"\x1b[{self._drawn}F\x1b[J" if self._drawn else ""
+        self.out.write(prefix + text + "\n")
+        self.out.flush()
+        self._drawn = lines
+
+    def print_table(self, named: Sequence[tuple[str, connman.Connection]]) -> None:
+        print(status_table(named), file=self.out, flush=True)
