@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import subprocess
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import connman
 from connman.cli import main
+from connman.cli._status import LiveView
 from connman.testing import EchoServer, ServerThread
 from tests.conftest import BOUND
 
@@ -193,3 +196,28 @@ def test_help_on_every_command(command: list[str]) -> None:
     assert "usage: connman" in done.stdout
     if command:
         assert "examples:" in done.stdout
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_live_view_redraws_the_table_in_place_on_a_terminal(server: EchoServer) -> None:
+    async with connman.ConnectionManager() as cm:
+        conn = cm.connect(server.port, "127.0.0.1")
+        assert await conn.wait_connected(BOUND)
+        screen = Terminal()
+        view = LiveView(screen)
+        view.event("first event")
+        view.draw([("a", conn)])
+        first = screen.getvalue()
+        assert first.startswith("connection  state")
+        assert "\na           connected" in first and first.endswith("first event\n")
+        view.draw([("a", conn)])
+        redraw = screen.getvalue()[len(first) :]
+        lines = first.count("\n")
+        assert redraw.startswith(f"\x1b[{lines}F\x1b[J")  # back up over the last drawing, clear, draw
+    plain = io.StringIO()
+    LiveView(plain).event("an event")
+    assert plain.getvalue() == "an event\n"  # not a terminal: plain lines
