@@ -12,6 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,speed]'
 	touch $(STAMP)
 
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,speed,bench]'
+	touch $(BENCH_STAMP)
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -21,10 +26,18 @@ cov: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/connman demo
 
+# The full benchmark (under 10 minutes); writes the W5/W6 plots into docs/img.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --plots docs/img
+
+# A reduced run that checks the benchmark works (CI runs it); no timing assertions.
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --quick
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples bench
+	$(BIN)/ruff format --check src tests examples bench
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage bench/.build bench/.node bench/.results

@@ -31,6 +31,8 @@ HOOKS: Final = ("on_connect", "on_data", "on_reset")
 #: `CONNMAN_SLOW_CALLBACK` overrides it; 0 turns the check off.
 SLOW_CALLBACK: Final = float(os.environ.get("CONNMAN_SLOW_CALLBACK", "0.1"))
 
+_clock: Final = time.perf_counter
+
 
 class Handler(Protocol):
     """An object with the three callbacks as methods (the original's 2.x style, close to
@@ -154,7 +156,8 @@ class Dispatcher:
         self._loop = loop
         self._on_error = on_error
         self._on_busy = on_busy
-        self._queue: deque[tuple[str, Callable[..., object], tuple[object, ...], Any]] = deque()
+        # Made on first use: most connections never queue a callback, and an empty deque is 600 bytes.
+        self._queue: deque[tuple[str, Callable[..., object], tuple[object, ...], Any]] | None = None
         self._task: asyncio.Task[None] | None = None
         self._busy = False
 
@@ -172,9 +175,30 @@ class Dispatcher:
     ) -> None:
         """Call `fn(*args)` now, or after the callbacks queued before it; give its result to `then`."""
         if self._busy:
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append((name, fn, args, then))
             return
         self._run(name, fn, args, then)
+
+    def deliver(self, fn: Callable[[bytes], object], data: bytes) -> None:
+        """`call("on_data", fn, (data,))`, specialised: the data path runs this once per read."""
+        if self._busy:
+            if self._queue is None:
+                self._queue = deque()
+            self._queue.append(("on_data", fn, (data,), None))
+            return
+        started = _clock()
+        try:
+            result = fn(data)
+        except Exception as exc:
+            report("on_data", exc, self._on_error)
+            return
+        finally:
+            if SLOW_CALLBACK > 0 and (elapsed := _clock() - started) > SLOW_CALLBACK:
+                _warn_slow("on_data", fn, elapsed)
+        if result is not None and inspect.isawaitable(result):
+            self._await_in_task("on_data", result, None)
 
     def _run(
         self,
@@ -194,14 +218,19 @@ class Dispatcher:
             if elapsed > SLOW_CALLBACK > 0:
                 _warn_slow(name, fn, elapsed)
         if inspect.isawaitable(result):
-            self._busy = True
-            self._on_busy(True)
-            task = self._task = self._loop.create_task(self._await(name, result, then))
-            # A done callback, not a `finally`: a task cancelled before its first step never runs
-            # its body, and the application's coroutine inside it must still be closed.
-            task.add_done_callback(lambda task: self._finished(task, result))
+            self._await_in_task(name, result, then)
         elif then is not None:
             then(result)
+
+    def _await_in_task(
+        self, name: str, result: Awaitable[object], then: Callable[[object], None] | None
+    ) -> None:
+        self._busy = True
+        self._on_busy(True)
+        task = self._task = self._loop.create_task(self._await(name, result, then))
+        # A done callback, not a `finally`: a task cancelled before its first step never runs
+        # its body, and the application's coroutine inside it must still be closed.
+        task.add_done_callback(lambda task: self._finished(task, result))
 
     async def _await(
         self, name: str, awaitable: Awaitable[object], then: Callable[[object], None] | None
@@ -243,7 +272,8 @@ class Dispatcher:
 
         Returns the task still running, if any, for `wait_closed()` to wait on.
         """
-        self._queue.clear()
+        if self._queue:
+            self._queue.clear()
         task = self._task
         if task is not None and task is not asyncio.current_task(self._loop):
             task.cancel()

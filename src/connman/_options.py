@@ -111,6 +111,10 @@ class Options:
     create_connection: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: The options of a `connect()` that passes none (immutable, so one instance serves every connection).
+DEFAULT_OPTIONS: Final = Options()
+
+
 def check_endpoint(port: object, host: object) -> Endpoint:
     """Validate a port and a host; return them as an `Endpoint`."""
     if isinstance(port, bool) or not isinstance(port, int):
@@ -162,6 +166,8 @@ def _unknown_option(name: str) -> TypeError:
 
 def check_options(options: Mapping[str, object]) -> Options:
     """Validate keyword options of `connect()`; return them split into ours and asyncio's."""
+    if not options:
+        return DEFAULT_OPTIONS  # the common case of fan-outs: nothing to check, nothing to allocate
     for name in options:
         if name not in CONNECT_OPTIONS:
             raise _unknown_option(name)

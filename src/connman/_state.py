@@ -42,6 +42,7 @@ transport closing after `disconnect()` is normal) and are a driver bug anywhere 
 from __future__ import annotations
 
 import enum
+import os
 import random
 from dataclasses import dataclass
 from typing import Final, TypeAlias
@@ -188,6 +189,12 @@ Action: TypeAlias = (
     | NotifyGaveUp
 )
 
+#: The jitter's randomness, shared by every connection of the process: a generator per connection
+#: would cost 2.5 KB each. Reseeded in a forked child, so that forked workers do not retry in step.
+SHARED_RNG: Final = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=SHARED_RNG.seed)
+
 CONNECTING: Final = State.CONNECTING
 CONNECTED: Final = State.CONNECTED
 WAITING: Final = State.WAITING
@@ -263,7 +270,7 @@ class ConnectionMachine:
         self.max_attempts = max_attempts
         self.give_up_after = give_up_after
         self.down_since: float | None = None
-        self.rng = rng if rng is not None else random.Random()
+        self.rng = rng if rng is not None else SHARED_RNG
         # A new connection starts connecting at once: the driver executes `StartConnect` on start.
         self.state = CONNECTING
         self.failures = 0

@@ -6,6 +6,8 @@
 - `FaultProxy`: an in-process proxy in front of any server, with faults switched at run time: refuse,
   reset (RST) now, close (FIN) now, stall, blackhole, latency, slicing, a byte limit.
 - `SynBlackhole`: a loopback port that never answers a SYN (connect timeouts, without root).
+- `SynCounter`: kernel timestamps of the SYNs sent to a loopback port (Linux, root): attempts as the
+  wire sees them, refused ones included.
 - `ServerThread`: runs an `EchoServer` on a loop thread of its own, with a blocking API, for sync code
   and for tests whose client runs on another loop.
 
@@ -17,5 +19,6 @@ from __future__ import annotations
 from ._blackhole import SynBlackhole
 from ._proxy import FaultProxy
 from ._server import EchoServer, ServerMode, ServerThread
+from ._syn import SynCounter
 
-__all__ = ["EchoServer", "FaultProxy", "ServerMode", "ServerThread", "SynBlackhole"]
+__all__ = ["EchoServer", "FaultProxy", "ServerMode", "ServerThread", "SynBlackhole", "SynCounter"]

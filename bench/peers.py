@@ -1,0 +1,280 @@
+"""One benchmark run of one peer, in a fresh process: `python bench/peers.py PEER WORKLOAD PORT AMOUNT`.
+
+Prints one JSON object on stdout. bench/run.py calls this, alternating peers run by run.
+
+Workloads (the same Python-level logic for every peer, so only the I/O path differs):
+- w1: ping-pong, 64-byte messages, one in flight; AMOUNT round trips. Result: round trips/s.
+- w2: pipelined, 64-byte messages, a window of 100 in flight; AMOUNT messages. Result: messages/s.
+- w3: bulk receive from a server that sends as fast as it can; AMOUNT bytes. Result: MB/s.
+- fanout: AMOUNT connections opened at once, kept idle. Result: seconds until all are connected,
+  RSS per connection (KB), CPU used while idle (%).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import mmap
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+MESSAGE = b"m" * 64
+WINDOW = 100
+
+
+class Work:
+    """What every peer does with the bytes it receives; `send` is the peer's own write."""
+
+    def __init__(self, kind: str, amount: int) -> None:
+        self.kind = kind
+        self.amount = amount
+        self.received = 0
+        self.completed = 0
+        self.sent = 0
+        self.started = 0.0
+        self.elapsed = 0.0
+        self.on_done: Callable[[], object] = lambda: None
+        self.send: Callable[[bytes], object] = lambda data: None
+
+    def begin(self, send: Callable[[bytes], object]) -> None:
+        self.send = send
+        self.started = time.perf_counter()
+        if self.kind == "w1":
+            self.sent = 1
+            send(MESSAGE)
+        elif self.kind == "w2":
+            self.sent = min(WINDOW, self.amount)
+            send(MESSAGE * self.sent)
+        else:
+            send(b"go")
+
+    def data(self, size: int) -> None:
+        self.received += size
+        if self.kind == "w3":
+            if self.received >= self.amount:
+                self.finish()
+            return
+        completed = self.received // 64
+        if completed == self.completed:
+            return
+        fresh, self.completed = completed - self.completed, completed
+        if completed >= self.amount:
+            self.finish()
+            return
+        more = min(fresh, self.amount - self.sent)
+        if more:
+            self.sent += more
+            self.send(MESSAGE * more if more > 1 else MESSAGE)
+
+    def finish(self) -> None:
+        if not self.elapsed:
+            self.elapsed = time.perf_counter() - self.started
+            self.on_done()
+
+    def result(self) -> dict[str, float]:
+        if self.kind == "w1":
+            return {"value": self.amount / self.elapsed, "unit": "round trips/s"}
+        if self.kind == "w2":
+            return {"value": self.amount / self.elapsed, "unit": "msgs/s"}
+        return {"value": self.received / self.elapsed / 1e6, "unit": "MB/s"}
+
+
+# ---- asyncio-based peers ---------------------------------------------------------------------------
+
+
+class CountingProtocol(asyncio.Protocol):
+    def __init__(self, work: Work) -> None:
+        self.work = work
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.work.data(len(data))
+
+
+class CountingBufferedProtocol(asyncio.BufferedProtocol):
+    """The hand-written fast path: one reused, page-aligned 256 KiB receive buffer."""
+
+    def __init__(self, work: Work) -> None:
+        self.work = work
+        self.buffer = memoryview(mmap.mmap(-1, 256 * 1024))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.work.data(nbytes)
+
+
+async def raw_protocol(work: Work, port: int, buffered: bool) -> None:
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    work.on_done = lambda: done.set_result(None)
+    factory = CountingBufferedProtocol if buffered else CountingProtocol
+    transport, _ = await loop.create_connection(lambda: factory(work), "127.0.0.1", port)
+    work.begin(transport.write)  # type: ignore[attr-defined]
+    await done
+    transport.close()
+
+
+async def streams(work: Work, port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    work.begin(writer.write)
+    while not work.elapsed:
+        data = await reader.read(262144)
+        if not data:
+            raise ConnectionError("server closed")
+        work.data(len(data))
+        if work.kind != "w3":
+            await writer.drain()
+    writer.close()
+
+
+async def managed(work: Work, port: int, **options: Any) -> None:
+    import connman
+
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    work.on_done = lambda: done.set_result(None)
+    async with connman.ConnectionManager() as cm:
+        conn = cm.connect(port, "127.0.0.1", on_data=lambda data: work.data(len(data)), **options)
+        await conn.wait_connected(10)
+        work.begin(conn.write)
+        await done
+
+
+def twisted(work: Work, port: int) -> None:
+    from twisted.application.internet import ClientService
+    from twisted.internet import endpoints, protocol, reactor
+
+    class Counting(protocol.Protocol):
+        def connectionMade(self) -> None:
+            self.transport.setTcpNoDelay(True)
+            work.begin(self.transport.write)
+
+        def dataReceived(self, data: bytes) -> None:
+            work.data(len(data))
+
+    service = ClientService(
+        endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port), protocol.Factory.forProtocol(Counting)
+    )
+    work.on_done = lambda: (service.stopService(), reactor.stop())  # type: ignore[attr-defined]
+    service.startService()
+    reactor.run()  # type: ignore[attr-defined]
+
+
+def run_stream_workload(peer: str, kind: str, port: int, amount: int) -> dict[str, float]:
+    work = Work(kind, amount)
+    if peer == "twisted":
+        twisted(work, port)
+        return work.result()
+    use_uvloop = peer.endswith("uvloop") or peer == "uvloop-protocol"
+    coroutine: Any
+    if peer in ("asyncio-protocol", "uvloop-protocol"):
+        coroutine = raw_protocol(work, port, buffered=False)
+    elif peer == "asyncio-buffered":
+        coroutine = raw_protocol(work, port, buffered=True)
+    elif peer == "asyncio-streams":
+        coroutine = streams(work, port)
+    elif peer in ("connman-asyncio", "connman-uvloop"):
+        coroutine = managed(work, port)
+    elif peer == "connman-asyncio+idle":
+        coroutine = managed(work, port, idle_timeout=30.0)
+    else:
+        raise SystemExit(f"unknown peer {peer!r}")
+    if use_uvloop:
+        import uvloop
+
+        uvloop.run(coroutine)
+    else:
+        asyncio.run(coroutine)
+    return work.result()
+
+
+# ---- fan-out ---------------------------------------------------------------------------------------
+
+
+def rss_kb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+
+
+async def fanout(peer: str, port: int, count: int) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    gc.collect()
+    before = rss_kb()
+    started = time.perf_counter()
+    if peer.startswith("connman"):
+        import connman
+
+        cm = connman.ConnectionManager()
+        all_up = loop.create_future()
+        up = 0
+
+        def on_connect(conn: Any) -> None:
+            nonlocal up
+            up += 1
+            if up == count:
+                all_up.set_result(None)
+
+        conns = [cm.connect(port, "127.0.0.1", on_connect=on_connect) for _ in range(count)]
+        await asyncio.wait_for(all_up, 60)
+        assert len(conns) == count
+    else:
+        results = await asyncio.gather(
+            *(loop.create_connection(asyncio.Protocol, "127.0.0.1", port) for _ in range(count))
+        )
+        transports = [transport for transport, _ in results]
+    connect_all = time.perf_counter() - started
+    await asyncio.sleep(0.1)  # let the last callbacks of the connects run, for both kinds of peer
+    gc.collect()
+    per_connection = (rss_kb() - before) / count
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    idle_started = time.perf_counter()
+    await asyncio.sleep(2.0)
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    idle_cpu = (
+        (cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime)
+        / (time.perf_counter() - idle_started)
+        * 100
+    )
+    if peer.startswith("connman"):
+        await cm.aclose()
+    else:
+        for transport in transports:
+            transport.close()
+        await asyncio.sleep(0.1)
+    return {"connect_all_s": connect_all, "kb_per_connection": per_connection, "idle_cpu_percent": idle_cpu}
+
+
+def main() -> None:
+    peer, kind, port, amount = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
+        os.sched_setaffinity(0, {0})  # the client on core 0; the server pins itself to core 1
+    if kind == "fanout":
+        resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1:] * 2)
+        if peer.endswith("uvloop"):
+            import uvloop
+
+            result = uvloop.run(fanout(peer, port, amount))
+        else:
+            result = asyncio.run(fanout(peer, port, amount))
+    else:
+        result = run_stream_workload(peer, kind, port, amount)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""connman's benchmark suite: `python bench/run.py [--quick] [--runs N] [--plots DIR]` (`make bench`).
+
+Builds a small C epoll server with the machine's compiler and pins it to core 1; every client runs in
+a fresh process pinned to core 0. Peers run side by side, their order rotated run by run; each figure
+is the median of the runs with the min-max, and each ratio is the median of per-run ratios (the two
+peers of a pair ran moments apart, so machine noise mostly cancels). Prints Markdown tables.
+
+--quick runs a reduced version (one run, small amounts) that checks the suite works; CI runs it. It
+makes no timing assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+BUILD = BENCH / ".build"
+NODE_DIR = BENCH / ".node"
+PYTHON = sys.executable
+
+STREAM_PEERS = [
+    "asyncio-protocol",
+    "asyncio-buffered",
+    "asyncio-streams",
+    "uvloop-protocol",
+    "connman-asyncio",
+    "connman-asyncio+idle",
+    "connman-uvloop",
+    "twisted",
+    "node-net",
+    "node-connman-1.0",
+]
+
+#: (numerator, denominator, target or None, workloads the target applies to)
+RATIOS = [
+    ("connman-uvloop", "node-connman-1.0", 1.1, ("w1", "w2", "w3")),
+    ("connman-uvloop", "uvloop-protocol", 0.95, ("w1", "w2", "w3")),
+    ("connman-asyncio", "asyncio-protocol", 2.0, ("w1", "w2")),
+    ("connman-asyncio", "asyncio-protocol", 0.95, ("w3",)),
+    ("connman-asyncio", "asyncio-buffered", None, ()),
+    ("connman-asyncio+idle", "connman-asyncio", None, ()),
+    ("connman-uvloop", "twisted", None, ()),
+    ("node-connman-1.0", "node-net", None, ()),
+]
+
+WORKLOADS = {
+    "w1": "W1 ping-pong, round trips/s",
+    "w2": "W2 pipelined (100 in flight), msgs/s",
+    "w3": "W3 bulk, MB/s",
+}
+
+
+def build_server() -> Path:
+    BUILD.mkdir(exist_ok=True)
+    binary = BUILD / "epoll_server"
+    source = BENCH / "epoll_server.c"
+    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
+        compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if compiler is None:
+            raise SystemExit("bench needs a C compiler (cc, gcc or clang) for its server")
+        subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
+    return binary
+
+
+def install_node_connman() -> str | None:
+    """Install connman 1.0 from the npm registry into bench/.node; None if node is not usable."""
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return "node or npm not found: the node.js peers are skipped"
+    if not (NODE_DIR / "node_modules" / "connman").exists():
+        done = subprocess.run(
+            [
+                "npm",
+                "install",
+                "--silent",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(NODE_DIR),
+                "connman@1.0.0",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            return f"npm install connman@1.0.0 failed ({done.stderr.strip()[:200]}): node.js peers skipped"
+    return None
+
+
+def client_command(peer: str, workload: str, port: int, amount: int) -> list[str]:
+    if peer.startswith("node-"):
+        pin = ["taskset", "-c", "0"] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+        kind = "net" if peer == "node-net" else "connman"
+        return [*pin, "node", str(BENCH / "node_peer.js"), kind, workload, str(port), str(amount)]
+    return [PYTHON, str(BENCH / "peers.py"), peer, workload, str(port), str(amount)]
+
+
+def run_json(command: list[str], timeout: float = 300) -> dict[str, object]:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.strip()[-800:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    def fmt(value: float) -> str:
+        return f"{value:,.{digits}f}"
+
+    return f"{fmt(statistics.median(values))} ({fmt(min(values))}-{fmt(max(values))})"
+
+
+def stream_benchmarks(ports: dict[str, int], runs: int, quick: bool, peers: list[str]) -> dict[str, object]:
+    amounts = (
+        {"w1": 2_000, "w2": 20_000, "w3": 64 << 20} if quick else {"w1": 20_000, "w2": 200_000, "w3": 1 << 30}
+    )
+    results: dict[str, dict[str, list[float]]] = {w: {p: [] for p in peers} for w in WORKLOADS}
+    for run in range(runs):
+        order = peers[run % len(peers) :] + peers[: run % len(peers)]  # rotate: no peer always first
+        for workload in WORKLOADS:
+            port = ports["bulk" if workload == "w3" else "echo"]
+            for peer in order:
+                value = run_json(client_command(peer, workload, port, amounts[workload]))["value"]
+                results[workload][peer].append(float(value))  # type: ignore[arg-type]
+        print(f"  run {run + 1}/{runs} done", file=sys.stderr, flush=True)
+    return {"amounts": amounts, "results": results}
+
+
+def print_stream_tables(data: dict[str, object], peers: list[str]) -> None:
+    results: dict[str, dict[str, list[float]]] = data["results"]  # type: ignore[assignment]
+    print("| client | " + " | ".join(WORKLOADS.values()) + " |")
+    print("|---|" + "---|" * len(WORKLOADS))
+    for peer in peers:
+        cells = [
+            spread(results[w][peer], 1 if w == "w3" and results[w][peer][0] < 100 else 0) for w in WORKLOADS
+        ]
+        print(f"| {peer} | " + " | ".join(cells) + " |")
+    print()
+    print("| ratio (median of per-run ratios) | W1 | W2 | W3 | target |")
+    print("|---|---|---|---|---|")
+    seen: set[tuple[str, str]] = set()
+    for top, bottom, _, _ in RATIOS:
+        if (top, bottom) in seen or top not in peers or bottom not in peers:
+            continue
+        seen.add((top, bottom))
+        cells, targets = [], []
+        for workload in WORKLOADS:
+            ratios = [a / b for a, b in zip(results[workload][top], results[workload][bottom], strict=True)]
+            ratio = statistics.median(ratios)
+            goal = next((t for a, b, t, ws in RATIOS if (a, b) == (top, bottom) and workload in ws), None)
+            mark = "" if goal is None else (" ✓" if ratio >= goal else " ✗")
+            cells.append(f"{ratio:.2f}{mark}")
+            if goal is not None:
+                targets.append(f"{workload.upper()} ≥ {goal}")
+        print(f"| {top} / {bottom} | " + " | ".join(cells) + f" | {', '.join(targets) or '-'} |")
+    print()
+
+
+def fanout(ports: dict[str, int], quick: bool) -> dict[str, dict[str, dict[str, float]]]:
+    sizes = [200] if quick else [1_000, 5_000, 10_000]
+    peers = ["asyncio-protocol", "connman-asyncio", "uvloop-protocol", "connman-uvloop"]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for size in sizes:
+        results[str(size)] = {}
+        for peer in peers:
+            result = run_json(client_command(peer, "fanout", ports["echo"], size), timeout=600)
+            results[str(size)][peer] = result  # type: ignore[assignment]
+    print("| W4 fan-out | connect all, s | RSS per connection, KB | idle CPU, % |")
+    print("|---|---|---|---|")
+    for size, by_peer in results.items():
+        for peer, r in by_peer.items():
+            print(
+                f"| {int(size):,} × {peer} | {r['connect_all_s']:.3f} | {r['kb_per_connection']:.1f}"
+                f" | {r['idle_cpu_percent']:.2f} |"
+            )
+    print()
+    for size, by_peer in results.items():
+        for managed, raw in (("connman-asyncio", "asyncio-protocol"), ("connman-uvloop", "uvloop-protocol")):
+            ratio = by_peer[managed]["connect_all_s"] / by_peer[raw]["connect_all_s"]
+            print(
+                f"- {int(size):,} connections: connect-all time {managed} / {raw} = {ratio:.2f} (target ≤ 1.1)"
+            )
+    print()
+    return results
+
+
+def recovery(quick: bool) -> dict[str, object]:
+    flag = ["--quick"] if quick else []
+    w5 = run_json([PYTHON, str(BENCH / "recovery.py"), "w5", *flag], timeout=600)
+    print("| W5 outage | policy | recovery lag median | min-max |")
+    print("|---|---|---|---|")
+    for outage, by_policy in w5["outages"].items():  # type: ignore[attr-defined]
+        for policy, r in by_policy.items():
+            print(
+                f"| {float(outage):.0f} s | {policy} | {r['median_s'] * 1000:.0f} ms | {r['min_s'] * 1000:.0f}-{r['max_s'] * 1000:.0f} ms |"
+            )
+    print()
+    w6 = run_json([PYTHON, str(BENCH / "recovery.py"), "w6", *flag], timeout=600)
+    if not w6["counted_syns"]:
+        print("W6: not root, so SYNs were not counted; only the time until all were back is shown.")
+    print(
+        f"| W6 storm, {w6['clients']} clients, 2 s outage | SYNs | peak 10 ms window after 1 s (of attempts / of clients) | all back |"
+    )
+    print("|---|---|---|---|")
+    for policy, r in w6["policies"].items():  # type: ignore[attr-defined]
+        shares = (
+            f"{r['peak_share_of_attempts_after_1s']:.1%} / {r['peak_share_of_clients_after_1s']:.1%}"
+            if r["peak_share_of_attempts_after_1s"] is not None
+            else "-"
+        )
+        print(f"| {policy} | {r['attempts']} | {shares} | {r['all_back_s'] * 1000:.0f} ms |")
+    print()
+    return {"w5": w5, "w6": w6}
+
+
+def sync_writes(ports: dict[str, int], runs: int, quick: bool) -> dict[str, list[float]]:
+    count = 20_000 if quick else 200_000
+    results: dict[str, list[float]] = {"connman": [], "sendall": []}
+    for run in range(runs):
+        for mode in ["connman", "sendall"] if run % 2 == 0 else ["sendall", "connman"]:
+            command = [PYTHON, str(BENCH / "sync_writes.py"), mode, str(ports["sink"]), str(count)]
+            results[mode].append(float(run_json(command)["value"]))  # type: ignore[arg-type]
+    ratio = statistics.median(a / b for a, b in zip(results["connman"], results["sendall"], strict=True))
+    print("| W7 sync writes, 64-byte records, one thread | records/s |")
+    print("|---|---|")
+    for mode, values in results.items():
+        print(
+            f"| {'connman write() via the loop thread' if mode == 'connman' else 'blocking socket.sendall()'} | {spread(values)} |"
+        )
+    print(f"\nW7 ratio connman / sendall: {ratio:.2f} (target ≥ 0.5)\n")
+    return results
+
+
+def svg_plots(recovered: dict[str, object], directory: Path) -> None:
+    from plots import storm_svg, w5_svg  # bench/plots.py
+
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "w5-recovery.svg").write_text(w5_svg(recovered["w5"]))  # type: ignore[arg-type]
+    (directory / "w6-storm.svg").write_text(storm_svg(recovered["w6"]))  # type: ignore[arg-type]
+    print(f"plots written to {directory}/w5-recovery.svg and w6-storm.svg\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a reduced run that checks the suite works")
+    parser.add_argument("--runs", type=int, default=None, help="runs per peer (default 5, quick 1)")
+    parser.add_argument("--plots", type=Path, default=None, help="write the W5/W6 SVG plots here")
+    parser.add_argument("--only", default="w1,w2,w3,w4,w5,w6,w7", help="comma-separated workloads")
+    args = parser.parse_args()
+    runs = args.runs or (1 if args.quick else 5)
+    only = set(args.only.split(","))
+    started = time.monotonic()
+
+    server = subprocess.Popen(
+        [str(build_server()), "1" if (os.cpu_count() or 1) > 1 else "0"], stdout=subprocess.PIPE, text=True
+    )
+    assert server.stdout is not None
+    echo, bulk, sink = (int(port) for port in server.stdout.readline().split())
+    ports = {"echo": echo, "bulk": bulk, "sink": sink}
+    results: dict[str, object] = {}
+    try:
+        print(f"# connman benchmarks{' (quick)' if args.quick else ''}\n")
+        print(
+            f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()},"
+            f" node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip() if shutil.which('node') else '-'};"
+            f" client pinned to core 0, server (C, epoll) to core 1; {runs} run(s) per peer.\n"
+        )
+        peers = list(STREAM_PEERS)
+        skipped = install_node_connman()
+        if skipped:
+            print(f"{skipped}\n")
+            peers = [p for p in peers if not p.startswith("node-")]
+        try:
+            import twisted  # noqa: F401
+        except ImportError:
+            print("Twisted is not installed (pip install '.[bench]'): its peer is skipped\n")
+            peers.remove("twisted")
+        if only & {"w1", "w2", "w3"}:
+            stream = stream_benchmarks(ports, runs, args.quick, peers)
+            print_stream_tables(stream, peers)
+            results["stream"] = stream
+        if "w4" in only:
+            results["w4"] = fanout(ports, args.quick)
+        if only & {"w5", "w6"}:
+            recovered = recovery(args.quick)
+            results["recovery"] = recovered
+            if args.plots:
+                svg_plots(recovered, args.plots)
+        if "w7" in only:
+            results["w7"] = sync_writes(ports, max(runs, 1 if args.quick else 3), args.quick)
+    finally:
+        server.kill()
+        server.wait()
+    out = BENCH / ".results"
+    out.mkdir(exist_ok=True)
+    (out / ("quick.json" if args.quick else "latest.json")).write_text(json.dumps(results))
+    print(f"done in {time.monotonic() - started:.0f} s; raw results in {out}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(BENCH))
+    main()
