@@ -521,6 +521,41 @@ async def test_async_callbacks_run_in_order_with_reading_paused(
     assert conn.stats.bytes_in == 300_000
 
 
+async def test_on_reset_waits_for_the_async_on_data_still_running(
+    server: EchoServer, cm: connman.ConnectionManager
+) -> None:
+    order: list[str] = []
+    inside = asyncio.Event()
+    release = asyncio.Event()
+    reset = asyncio.Event()
+
+    async def on_data(data: bytes) -> None:
+        order.append("data-start")
+        inside.set()
+        await release.wait()
+        order.append("data-end")
+
+    def on_reset() -> None:
+        order.append("reset")
+        reset.set()
+
+    conn = cm.connect(server.port, "127.0.0.1", on_data=on_data, on_reset=on_reset, backoff=SLOW)
+    assert await conn.wait_connected(BOUND)
+    conn.write(b"x")
+    async with asyncio.timeout(BOUND):
+        await inside.wait()
+    # Dropped while on_data is still awaiting. (Reading is paused meanwhile, so a FIN from the peer
+    # would only be seen after on_data returns; the application's own reconnect() is seen at once.)
+    conn.reconnect()
+    assert not conn.is_connected
+    await asyncio.sleep(0)
+    assert order == ["data-start"]  # on_reset waits its turn
+    release.set()
+    async with asyncio.timeout(BOUND):
+        await reset.wait()
+    assert order == ["data-start", "data-end", "reset"]
+
+
 async def test_handler_object(server: EchoServer, cm: connman.ConnectionManager) -> None:
     class Handler:
         def __init__(self) -> None:
