@@ -184,9 +184,7 @@ class Dispatcher:
     def deliver(self, fn: Callable[[bytes], object], data: bytes) -> None:
         """`call("on_data", fn, (data,))`, specialised: the data path runs this once per read."""
         if self._busy:
-            if self._queue is None:
-                self._queue = deque()
-            self._queue.append(("on_data", fn, (data,), None))
+            self.call("on_data", fn, (data,))  # queued behind the async callback running
             return
         started = _clock()
         try:

@@ -180,6 +180,9 @@ class _BufferedProtocol(_Protocol, asyncio.BufferedProtocol):
 
 RECEIVE_BUFFER_SIZE: Final = 256 * 1024
 
+#: CONNMAN_BUFFERED=0 uses a plain `Protocol` everywhere (for comparisons; see `_receive_buffer`).
+_USE_BUFFERED: Final = os.environ.get("CONNMAN_BUFFERED", "1") != "0"
+
 #: The shared receive buffer of each event loop that uses `_BufferedProtocol` (see there).
 _receive_buffers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = (
     weakref.WeakKeyDictionary()
@@ -198,9 +201,6 @@ def _receive_buffer(loop: asyncio.AbstractEventLoop, options: Options) -> memory
     if buffer is None:
         buffer = _receive_buffers[loop] = memoryview(mmap.mmap(-1, RECEIVE_BUFFER_SIZE))
     return buffer
-
-
-_USE_BUFFERED: Final = os.environ.get("CONNMAN_BUFFERED", "1") != "0"
 
 
 class Connection:
@@ -782,11 +782,7 @@ class Connection:
             self._idle = None
 
     def _lost(self, exc: BaseException | None) -> None:
-        self._stop_idle_timer()
-        self._protocol = None
-        self._transport = None
-        self._connected_since = None
-        self._writing_paused = False
+        self._deactivate()
         self._handle(ConnectionLost(error=exc, now=self._loop.time()))
 
     def _call_on_connect(self) -> object:
