@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from connman import Backoff, State
+from connman import Backoff, Cause, State
 from connman._state import (
     TRANSITIONS,
     AbortConnect,
@@ -210,3 +210,51 @@ def test_the_lifecycle_diagram_in_the_docs_is_the_transition_table() -> None:
         for event, next_state in row.items()
     }
     assert drawn == table
+
+
+def test_give_up_after_stops_before_an_attempt_would_start_past_the_deadline() -> None:
+    m = ConnectionMachine(FIXED, None, random.Random(0), give_up_after=6.0)
+    now = 0.0
+    delays = []
+    while True:
+        actions = m.handle(ConnectFailed(error=ERROR, now=now))
+        if m.state is State.FAILED:
+            break
+        (retry,) = actions
+        assert isinstance(retry, ScheduleRetry)
+        delays.append(retry.delay)
+        now += retry.delay
+        m.handle(RetryDue())
+    # Waits of 1, 2 s put attempts at 0, 1, 3 s; the next wait (4 s) would start one at 7 s > 6 s.
+    assert delays == [1.0, 2.0]
+    assert now == 3.0
+    assert actions == [NotifyGaveUp(error=ERROR)]
+
+
+def test_give_up_after_counts_from_the_loss_and_restarts_on_reconnect() -> None:
+    m = ConnectionMachine(FIXED, None, random.Random(0), give_up_after=2.5)
+    m.handle(ConnectSucceeded(now=0.0))
+    m.handle(ConnectionLost(error=ERROR, now=100.0))  # down since 100; first wait 1 s
+    m.handle(RetryDue())
+    assert (
+        m.handle(ConnectFailed(error=ERROR, now=101.0)) == [ScheduleRetry(delay=2.0)]
+        or m.state is State.FAILED
+    )
+    assert m.state is State.FAILED  # the next attempt would start at 103 > 102.5
+    m.handle(ReconnectRequested())  # the application asks again: a fresh deadline
+    assert m.down_since is None
+    assert m.handle(ConnectFailed(error=ERROR, now=500.0))[0] == ScheduleRetry(delay=4.0)
+
+
+def test_last_cause_follows_each_loss_and_failure() -> None:
+    m = machine()
+    m.handle(ConnectFailed(error=ConnectionRefusedError(111, "refused"), now=0.0))
+    assert m.last_cause is Cause.REFUSED
+    m.handle(RetryDue())
+    m.handle(ConnectSucceeded(now=1.0))
+    m.handle(ConnectionLost(error=None, now=2.0))
+    assert m.last_cause is Cause.EOF
+    m.handle(RetryDue())
+    m.handle(ConnectSucceeded(now=3.0))
+    m.handle(ReconnectRequested())
+    assert m.last_cause is Cause.RECONNECT
