@@ -253,6 +253,7 @@ class ConnectionMachine:
         "give_up_after",
         "last_cause",
         "last_error",
+        "last_outage",
         "max_attempts",
         "resets",
         "rng",
@@ -282,6 +283,7 @@ class ConnectionMachine:
         self.failed_attempts = 0
         self.last_error: BaseException | None = None
         self.last_cause: Cause | None = None
+        self.last_outage: float | None = None
 
     def handle(self, event: Event) -> list[Action]:
         """Apply `event` and return the actions the driver must carry out, in order.
@@ -300,6 +302,8 @@ class ConnectionMachine:
         match event:
             case ConnectSucceeded(now=now):
                 self.failures = 0
+                if self.down_since is not None:
+                    self.last_outage = now - self.down_since
                 self.down_since = None
                 self.connects += 1
                 self.connected_at = now

@@ -85,6 +85,8 @@ class Stats:
         in_state_for: Seconds spent in `state` so far.
         connect_latency: Seconds the last successful attempt took (resolution, TCP connect and TLS
             handshake); None before the first connect.
+        last_outage: Seconds the connection was down before its last (re)connect: from the loss, or
+            from the first failed attempt, to the connect. None if it never was down.
     """
 
     state: State
@@ -99,6 +101,7 @@ class Stats:
     connected_since: float | None
     in_state_for: float
     connect_latency: float | None
+    last_outage: float | None
 
 
 class _Protocol(asyncio.Protocol):
@@ -357,6 +360,7 @@ class Connection:
             connected_since=self._connected_since,
             in_state_for=self._loop.time() - self._state_since,
             connect_latency=self._connect_latency,
+            last_outage=machine.last_outage,
         )
 
     # ---- writing ---------------------------------------------------------------------------------

@@ -259,3 +259,15 @@ def test_last_cause_follows_each_loss_and_failure() -> None:
     m.handle(ReconnectRequested())
     causes.append(m.last_cause)
     assert causes == [Cause.REFUSED, Cause.EOF, Cause.RECONNECT]
+
+
+def test_last_outage_is_the_time_from_the_loss_to_the_reconnect() -> None:
+    m = machine()
+    m.handle(ConnectSucceeded(now=0.0))
+    assert m.last_outage is None
+    m.handle(ConnectionLost(error=ERROR, now=20.0))
+    m.handle(RetryDue())
+    m.handle(ConnectFailed(error=ERROR, now=21.0))
+    m.handle(RetryDue())
+    m.handle(ConnectSucceeded(now=23.5))
+    assert m.last_outage == 3.5

@@ -45,11 +45,13 @@ def _seconds(value: float | None) -> str:
     return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.1f} s"
 
 
-HEADER = ("connection", "state", "for", "attempts", "resets", "connect", "in", "out", "last error")
+HEADER = ("connection", "state", "for", "attempts", "resets", "down", "connect", "in", "out", "last error")
 
 
 def status_table(named: Sequence[tuple[str, connman.Connection]]) -> str:
-    """A fixed-width table, one row per connection."""
+    """A fixed-width table, one row per connection: its state and for how long (the uptime when
+    connected), attempts made, resets seen, how long its last outage lasted, how long its last connect
+    took, bytes in and out, and why it last went down."""
     rows = [HEADER]
     for name, conn in named:
         stats = conn.stats
@@ -60,6 +62,7 @@ def status_table(named: Sequence[tuple[str, connman.Connection]]) -> str:
                 _seconds(stats.in_state_for),
                 str(stats.connects + stats.failed_attempts),
                 str(stats.resets),
+                _seconds(stats.last_outage),
                 _seconds(stats.connect_latency),
                 str(stats.bytes_in),
                 str(stats.bytes_out),
