@@ -8,6 +8,7 @@ argument and what is accepted, so nothing can fail later inside the retry loop. 
 from __future__ import annotations
 
 import difflib
+import functools
 import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -127,6 +128,12 @@ def check_endpoint(port: object, host: object) -> Endpoint:
         raise ValueError(f"host must be a non-empty name or address of at most 253 characters, not {host!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # "[::1]" is a common way to write an IPv6 address
+    return _endpoint(int(port), host)
+
+
+@functools.lru_cache(maxsize=1024)
+def _endpoint(port: int, host: str) -> Endpoint:
+    # Endpoints are immutable: a pool of 10,000 connections to one server shares one.
     return Endpoint(port, host)
 
 

@@ -60,6 +60,10 @@ __all__ = ["Connection", "Stats"]
 
 logger: Final = logging.getLogger("connman")
 
+#: Guards every connection's list of writes from other threads. One lock for all: the critical
+#: sections are a few bytecodes long, and a lock per connection costs memory in a 10,000-connection pool.
+_FOREIGN_WRITES_LOCK: Final = threading.Lock()
+
 #: After `disconnect()`, unsent bytes get this long to drain before the transport is aborted, so a
 #: peer that stopped reading cannot keep `wait_closed()` waiting forever.
 CLOSE_LINGER: Final = 2.0
@@ -222,12 +226,10 @@ class Connection:
         "_change",
         "_connect_latency",
         "_connect_task",
-        "_connected_since",
         "_dispatcher",
         "_endpoint",
         "_foreign_bytes",
         "_foreign_writes",
-        "_foreign_writes_lock",
         "_idle",
         "_idle_mark",
         "_linger",
@@ -281,15 +283,13 @@ class Connection:
         self._bytes_out = 0
         self._queue: deque[bytes] | None = None  # the write queue, made on first use
         self._queued = 0
-        self._connected_since: float | None = None
         self._state_since = loop.time()
         self._attempt_started = 0.0
         self._connect_latency: float | None = None
         self._writing_paused = False
-        self._foreign_writes: list[bytes] = []
+        self._foreign_writes: list[bytes] | None = None  # made by the first write from another thread
         self._foreign_bytes = 0
         self._receive_buffer = _receive_buffer(loop, options)
-        self._foreign_writes_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<Connection {self._endpoint} {self._machine.state.value}>"
@@ -347,6 +347,7 @@ class Connection:
     def stats(self) -> Stats:
         """A `Stats` snapshot of the counters."""
         machine = self._machine
+        in_state = self._loop.time() - self._state_since
         return Stats(
             state=machine.state,
             connects=machine.connects,
@@ -357,8 +358,9 @@ class Connection:
             queued=self._queued,
             last_error=machine.last_error,
             last_cause=machine.last_cause,
-            connected_since=self._connected_since,
-            in_state_for=self._loop.time() - self._state_since,
+            # Derived from the loop's clock rather than stored: one float less per connection.
+            connected_since=time.time() - in_state if machine.state is State.CONNECTED else None,
+            in_state_for=in_state,
             connect_latency=self._connect_latency,
             last_outage=machine.last_outage,
         )
@@ -468,22 +470,25 @@ class Connection:
                 self._write_while_down(data)
         elif self._writing_paused and (transport := self._transport) is not None:
             self._check_buffer(transport, len(data))  # a racy read, but the bound only needs to hold roughly
-        with self._foreign_writes_lock:
+        with _FOREIGN_WRITES_LOCK:
             limit = self._options.queue_while_down
             if down and self._queued + self._foreign_bytes + len(data) > limit:
                 raise QueueFull(
                     f"write of {len(data)} bytes to {self._endpoint} would exceed queue_while_down={limit}"
                     f" ({self._queued + self._foreign_bytes} bytes queued already)"
                 )
-            self._foreign_writes.append(data)
+            pending = self._foreign_writes
+            first = not pending
+            if pending is None:
+                pending = self._foreign_writes = []
+            pending.append(data)
             self._foreign_bytes += len(data)
-            first = len(self._foreign_writes) == 1
         if first:
             self._loop.call_soon_threadsafe(self._flush_foreign_writes)
 
     def _flush_foreign_writes(self) -> None:
-        with self._foreign_writes_lock:
-            chunks, self._foreign_writes = self._foreign_writes, []
+        with _FOREIGN_WRITES_LOCK:
+            chunks, self._foreign_writes = self._foreign_writes or [], None
             self._foreign_bytes = 0
         data = b"".join(chunks)
         transport = self._transport
@@ -689,7 +694,6 @@ class Connection:
             protocol.active = False
         self._protocol = None
         self._transport = None
-        self._connected_since = None
         self._writing_paused = False
 
     def _close(self, transport: asyncio.Transport) -> None:
@@ -754,7 +758,6 @@ class Connection:
             self._idle_mark = self._bytes_in
             self._idle = self._loop.call_later(self._options.idle_timeout, self._idle_check)
         self._transport = transport
-        self._connected_since = time.time()
         self._connect_latency = self._loop.time() - self._attempt_started
         # Queued writes go out before anything else, before on_connect can write.
         self._flush_queue(transport)
