@@ -66,3 +66,24 @@ async def test_a_refusing_target_resets_the_client(
                 await conn.changed()
         assert conn.stats.last_cause is Cause.RESET
         assert proxy.accepts >= 1
+
+
+async def test_chunks_under_latency_share_one_timer_and_closing_cancels_it(
+    server: EchoServer, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    async with FaultProxy(server.port) as proxy:
+        proxy.latency = 10.0  # nothing is delivered during the test
+        conn = cm.connect(proxy.port, "127.0.0.1", **recorder.callbacks(), backoff=FAST)
+        await recorder.wait("connect")
+        await recorder.until(lambda: proxy.clients == 1)
+        for n in range(3):
+            conn.write(b"%d" % n)
+            await asyncio.sleep(MS)  # separate reads at the proxy, separate chunks
+
+        def pump_timers() -> list[asyncio.TimerHandle]:
+            scheduled = getattr(asyncio.get_running_loop(), "_scheduled", [])
+            return [h for h in scheduled if not h.cancelled() and "pump" in repr(h)]
+
+        assert len(pump_timers()) == 1
+        proxy.close_all()
+        assert pump_timers() == []

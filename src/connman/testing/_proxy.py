@@ -19,9 +19,8 @@ __all__ = ["FaultProxy"]
 class _Side(asyncio.Protocol):
     """One socket of a proxied connection: the client's (accepted) or the upstream's (dialled)."""
 
-    def __init__(self, link: _Link, upstream: bool) -> None:
+    def __init__(self, link: _Link) -> None:
         self.link = link
-        self.upstream = upstream
         self.transport: asyncio.Transport | None = None
         self.outbox: deque[tuple[float, bytes]] = deque()  # (due time, bytes) still to write here
         self.pump: asyncio.Handle | None = None
@@ -45,8 +44,8 @@ class _Link:
 
     def __init__(self, proxy: FaultProxy) -> None:
         self.proxy = proxy
-        self.client = _Side(self, upstream=False)
-        self.upstream = _Side(self, upstream=True)
+        self.client = _Side(self)
+        self.upstream = _Side(self)
         self.carried = 0
         self.early: list[bytes] = []  # client bytes that arrived before the upstream connected
         self.dialling: asyncio.Task[None] | None = None
@@ -97,7 +96,8 @@ class _Link:
         target = self.upstream if source is self.client else self.client
         if data:
             target.outbox.append((asyncio.get_running_loop().time() + proxy.latency, data))
-            self.pump(target)
+            if target.pump is None:  # else a pump is armed already and will reach this chunk in order
+                self.pump(target)
         if cut:
             self.closing_after_flush = True
             self.close_when_flushed()
