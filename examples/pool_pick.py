@@ -35,7 +35,7 @@ async def main() -> None:
         server1 = next(conn for conn, name in names.items() if name == "server1")
         await servers[1].stop()  # server1 goes away; its connection notices at once (FIN)
         while server1.is_connected:
-            await server1.changed()
+            await server1.wait_changed()
         after = route(pool, names)
         print("server1 down: " + ", ".join(f"{key}->{name}" for key, name in after.items()))
         moved = [key for key in KEYS if before[key] != after[key]]

@@ -21,10 +21,11 @@ from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
 from ._options import ConnectOptions, Endpoint
+from ._portal import Wait
 from ._state import State
-from ._thread import Wait
+from ._stats import Stats
 from ._version import __version__
-from .connection import Connection, Stats
+from .connection import Connection
 from .errors import (
     BufferFull,
     ConnectTimeout,
@@ -32,6 +33,7 @@ from .errors import (
     Disconnected,
     GaveUp,
     IdleTimeout,
+    LoopGone,
     NotConnected,
     PoolError,
     PoolExists,
@@ -55,6 +57,7 @@ __all__ = [
     "GaveUp",
     "Handler",
     "IdleTimeout",
+    "LoopGone",
     "NotConnected",
     "Pool",
     "PoolError",

@@ -66,6 +66,10 @@ def classify(error: BaseException | None, *, connected: bool) -> Cause:
         return Cause.TLS
     if isinstance(error, socket.gaierror):
         return Cause.DNS
+    if isinstance(error, (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)):
+        # Also without an errno: asyncio's SSL layer raises a bare ConnectionResetError() when the
+        # peer closes during the handshake.
+        return Cause.RESET
     if isinstance(error, OSError):
         code = error.errno
         if code == errno.ECONNREFUSED:

@@ -106,10 +106,16 @@ class ConnectFailed:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionLost:
-    """An established connection went away; `error` is None for a clean EOF."""
+    """An established connection went away; `error` is None for a clean EOF.
+
+    `alive_until` is the last time the connection is known to have been alive, when a half-open
+    detector ended it (it died silently before it was dropped); None means `now`. The flap guard
+    counts only that time as uptime.
+    """
 
     error: BaseException | None
     now: float
+    alive_until: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -173,9 +179,14 @@ class CloseTransport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotifyGaveUp:
-    """Call the give-up callback: `max_attempts` attempts failed, or `give_up_after` ran out."""
+    """Call the give-up callback: `max_attempts` attempts failed, or `give_up_after` ran out.
+
+    `reason` is "max_attempts" or "give_up_after"; `attempts` the consecutive failed attempts.
+    """
 
     error: BaseException
+    reason: str
+    attempts: int
 
 
 Action: TypeAlias = (
@@ -251,6 +262,7 @@ class ConnectionMachine:
         "failed_attempts",
         "failures",
         "give_up_after",
+        "give_up_reason",
         "last_cause",
         "last_error",
         "last_outage",
@@ -284,6 +296,8 @@ class ConnectionMachine:
         self.last_error: BaseException | None = None
         self.last_cause: Cause | None = None
         self.last_outage: float | None = None
+        #: Why the machine is FAILED: "max_attempts" or "give_up_after"; None otherwise.
+        self.give_up_reason: str | None = None
 
     def handle(self, event: Event) -> list[Action]:
         """Apply `event` and return the actions the driver must carry out, in order.
@@ -316,17 +330,19 @@ class ConnectionMachine:
                 if self.down_since is None:
                     self.down_since = now
                 delay = self._next_delay()
-                if self._give_up(now + delay):
+                reason = self._give_up(now + delay)
+                if reason is not None:
                     next_state = FAILED
-                    actions = [NotifyGaveUp(error=error)]
+                    self.give_up_reason = reason
+                    actions = [NotifyGaveUp(error=error, reason=reason, attempts=self.failures)]
                 else:
                     actions = [self._schedule_retry(delay)]
-            case ConnectionLost(error=error, now=now):
+            case ConnectionLost(error=error, now=now, alive_until=alive_until):
                 self.resets += 1
                 self.last_error = error
                 self.last_cause = classify(error, connected=True)
                 self.down_since = now
-                self._lost(now)
+                self._lost(now if alive_until is None else min(alive_until, now))
                 actions = [NotifyReset(), self._schedule_retry()]
             case RetryDue():
                 actions = [StartConnect()]
@@ -343,26 +359,30 @@ class ConnectionMachine:
                     actions = [CloseTransport(), NotifyReset(), StartConnect()]
                 else:  # WAITING or FAILED
                     self.failures = 0
+                    self.give_up_reason = None
                     self.down_since = None  # the application starts a fresh deadline
                     actions = [CancelRetry(), StartConnect()] if state is WAITING else [StartConnect()]
         self.state = next_state
         return actions
 
-    def _give_up(self, next_attempt_at: float) -> bool:
+    def _give_up(self, next_attempt_at: float) -> str | None:
         if self.max_attempts is not None and self.failures >= self.max_attempts:
-            return True
+            return "max_attempts"
         deadline = self.give_up_after
-        return (
+        if (
             deadline is not None
             and self.down_since is not None
             and next_attempt_at - self.down_since > deadline
-        )
+        ):
+            return "give_up_after"
+        return None
 
-    def _lost(self, now: float | None) -> None:
-        # Reset the backoff only for a connection that proved stable (`now` None: the application
-        # asked to reconnect, which says nothing about the peer; keep the count).
-        if now is not None and self.connected_at is not None:
-            if now - self.connected_at >= self.backoff.min_uptime:
+    def _lost(self, alive_until: float | None) -> None:
+        # Reset the backoff only for a connection that proved stable: alive for `min_uptime`, up to
+        # its last sign of life (`alive_until` None: the application asked to reconnect, which says
+        # nothing about the peer; keep the count).
+        if alive_until is not None and self.connected_at is not None:
+            if alive_until - self.connected_at >= self.backoff.min_uptime:
                 self.backoff_attempt = 0
                 self._delay = None
         self.connected_at = None

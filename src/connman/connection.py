@@ -1,35 +1,31 @@
-"""`Connection`, the asyncio driver: it executes the actions of the pure state machine.
+"""`Connection`, the asyncio driver: it executes what the pure core decides.
 
-The driver owns every asyncio object of a managed connection: the attempt task, the retry timer, the
-transport and its protocol. Each attempt gets a fresh `_Protocol`; when the machine says
-`CloseTransport` or `AbortConnect`, the protocol is deactivated first, so nothing a stale transport
-reports later can reach the machine or the application.
-
-Thread safety: methods called on the loop's own thread run inline; from any other thread they are
-marshalled onto the loop (see `_thread.py`). `write()` from other threads appends to a locked list that
-one loop callback flushes, so a thread's writes keep their order and one call's bytes never interleave
-with another's.
+The core decides, without IO or clock: the lifecycle and the retries (`_state.py`), and the data-path
+policy (`_flow.py`: write admission, back-pressure, the idle deadline, the close linger). This module
+owns every asyncio object of a managed connection (the attempt task, the timers, the transport and its
+protocol, `_protocol.py`) and does what the core says with them. Where a call runs and how a caller
+waits is `_portal.py`'s business: side effects happen at the call, from any thread or loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-import mmap
-import os
 import socket
+import sys
 import threading
 import time
-import weakref
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Final
 
+from . import _flow
 from ._callbacks import Callbacks, Dispatcher, report, resume_caller
 from ._causes import Cause
+from ._dial import dial
+from ._flow import Admit, IdleWatch, Outbox, admit_write
 from ._options import Endpoint, Options, check_timeout
+from ._portal import Home, Signal, Wait, wait_until
+from ._protocol import ManagedProtocol, new_protocol, set_tcp_options
 from ._state import (
     AbortConnect,
     Action,
@@ -50,201 +46,58 @@ from ._state import (
     StartConnect,
     State,
 )
-from ._thread import Wait, run_wait
-from .errors import BufferFull, ConnectTimeout, Disconnected, GaveUp, IdleTimeout, NotConnected, QueueFull
+from ._stats import Stats
+from .errors import BufferFull, Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, QueueFull
 
-if TYPE_CHECKING:
-    from .manager import ConnectionManager
-
-__all__ = ["Connection", "Stats"]
+__all__ = ["Connection", "Stats", "disconnect_many"]
 
 logger: Final = logging.getLogger("connman")
 
-#: Guards every connection's list of writes from other threads. One lock for all: the critical
+#: Guards every connection's batch of writes from other threads. One lock for all: the critical
 #: sections are a few bytecodes long, and a lock per connection costs memory in a 10,000-connection pool.
-_FOREIGN_WRITES_LOCK: Final = threading.Lock()
+_BATCH_LOCK = threading.Lock()
 
-#: After `disconnect()`, unsent bytes get this long to drain before the transport is aborted, so a
-#: peer that stopped reading cannot keep `wait_closed()` waiting forever.
-CLOSE_LINGER: Final = 2.0
+#: Durations come from this clock, not the loop's (uvloop's is millisecond-grained).
+_now: Final = time.monotonic
 
 Bytes = bytes | bytearray | memoryview
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """A snapshot of one connection's counters (trio's `statistics()`: immutable, named fields).
-
-    Attributes:
-        state: The state when the snapshot was taken.
-        connects: Times the connection was established.
-        resets: Times an established connection was lost (each fired `on_reset`).
-        failed_attempts: Attempts that never connected.
-        bytes_in: Bytes received and handed to `on_data`.
-        bytes_out: Bytes handed to the transport by `write()` / `writelines()`.
-        queued: Bytes waiting in the write queue (`queue_while_down`).
-        last_error: Why the last attempt failed or the last connection was lost; None for a clean EOF.
-        last_cause: `last_error` as a `Cause` (eof, reset, refused, timeout, half-open, dns, tls, ...).
-        connected_since: Wall-clock time (`time.time()`) of the current connection; None when down.
-        in_state_for: Seconds spent in `state` so far.
-        connect_latency: Seconds the last successful attempt took (resolution, TCP connect and TLS
-            handshake); None before the first connect.
-        last_outage: Seconds the connection was down before its last (re)connect: from the loss, or
-            from the first failed attempt, to the connect. None if it never was down.
-    """
-
-    state: State
-    connects: int
-    resets: int
-    failed_attempts: int
-    bytes_in: int
-    bytes_out: int
-    queued: int
-    last_error: BaseException | None
-    last_cause: Cause | None
-    connected_since: float | None
-    in_state_for: float
-    connect_latency: float | None
-    last_outage: float | None
-
-
-class _Protocol(asyncio.Protocol):
-    """The protocol of one attempt; inert once `active` is cleared."""
-
-    __slots__ = ("active", "owner", "transport")
-
-    def __init__(self, owner: Connection) -> None:
-        self.owner = owner
-        self.active = True
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        owner = self.owner
-        transport = cast(asyncio.Transport, transport)
-        owner._live += 1
-        if not self.active:
-            transport.abort()
-            return
-        self.transport = transport
-        owner._made(self)
-
-    def data_received(self, data: bytes) -> None:
-        if self.active:
-            owner = self.owner
-            owner._bytes_in += len(data)
-            owner._dispatcher.deliver(owner._callbacks.on_data, data)
-
-    def eof_received(self) -> bool:
-        return False  # close our side too: a half-closed managed connection is a lost one
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        owner = self.owner
-        owner._live -= 1
-        if self.active:
-            self.active = False
-            owner._lost(exc)
-        elif owner._linger is not None and owner._live == 0:
-            owner._linger.cancel()
-            owner._linger = None
-        owner._changed()
-
-    def pause_writing(self) -> None:
-        if self.active:
-            self.owner._writing_paused = True
-
-    def resume_writing(self) -> None:
-        if self.active:
-            self.owner._writing_paused = False
-            self.owner._changed()
-
-
-class _BufferedProtocol(_Protocol, asyncio.BufferedProtocol):
-    """The receive path for the default event loop: asyncio reads into one reused buffer.
-
-    With a plain `Protocol`, asyncio's selector loop asks for a fresh 256 KiB `bytes` on every read
-    and then shrinks it; with a `BufferedProtocol` it calls `recv_into()` on a buffer we keep, and we
-    copy out only the bytes that arrived. One buffer serves every connection of a loop: the loop
-    calls `get_buffer()`, reads and calls `buffer_updated()` in one go, and `on_data` gets its own
-    copy before anything else can run. The buffer is an anonymous `mmap`, so it starts on a page
-    boundary (a `bytearray` does not, and that alone costs bulk reads about 40 %).
-    """
-
-    __slots__ = ("buffer",)
-
-    def __init__(self, owner: Connection, buffer: memoryview) -> None:
-        super().__init__(owner)
-        self.buffer = buffer
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.active:
-            owner = self.owner
-            owner._bytes_in += nbytes
-            owner._dispatcher.deliver(owner._callbacks.on_data, self.buffer[:nbytes].tobytes())
-
-
-RECEIVE_BUFFER_SIZE: Final = 256 * 1024
-
-#: CONNMAN_BUFFERED=0 uses a plain `Protocol` everywhere (for comparisons; see `_receive_buffer`).
-_USE_BUFFERED: Final = os.environ.get("CONNMAN_BUFFERED", "1") != "0"
-
-#: The shared receive buffer of each event loop that uses `_BufferedProtocol` (see there).
-_receive_buffers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _receive_buffer(loop: asyncio.AbstractEventLoop, options: Options) -> memoryview | None:
-    """The buffer for `_BufferedProtocol`, or None where a plain `Protocol` is faster or needed.
-
-    uvloop already reads into a buffer of its own and hands over `bytes`; TLS goes through asyncio's
-    SSL protocol, which has its own buffering. Set CONNMAN_BUFFERED=0 to use `Protocol` everywhere.
-    """
-    if not _USE_BUFFERED or "ssl" in options.create_connection or type(loop).__module__.startswith("uvloop"):
-        return None
-    buffer = _receive_buffers.get(loop)
-    if buffer is None:
-        buffer = _receive_buffers[loop] = memoryview(mmap.mmap(-1, RECEIVE_BUFFER_SIZE))
-    return buffer
+_BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 
 
 class Connection:
     """A managed TCP connection that re-establishes itself until `disconnect()`.
 
     Made by `connman.connect()` / `ConnectionManager.connect()` / `Pool.add_connection()`, never directly.
-    It starts connecting at once, in the background.
+    It starts connecting at once, in the background. Every method may be called from any thread or
+    event loop; side effects (`write`, `disconnect`, `reconnect`) happen at the call, and the `Wait`
+    that waiting calls return only waits.
     """
 
     __slots__ = (
         "__weakref__",
+        "_attempt",
         "_attempt_started",
         "_bytes_in",
         "_bytes_out",
         "_callbacks",
-        "_change",
+        "_changes",
         "_connect_latency",
-        "_connect_task",
         "_dispatcher",
         "_endpoint",
-        "_foreign_bytes",
-        "_foreign_writes",
+        "_headroom",
+        "_home",
         "_idle",
-        "_idle_mark",
+        "_idle_timer",
         "_linger",
         "_live",
-        "_loop",
         "_machine",
-        "_manager",
+        "_on_closed",
         "_options",
+        "_outbox",
         "_protocol",
-        "_queue",
-        "_queued",
-        "_receive_buffer",
         "_resume",
+        "_signal",
         "_state_since",
-        "_thread_id",
         "_timer",
         "_transport",
         "_writing_paused",
@@ -255,41 +108,40 @@ class Connection:
         endpoint: Endpoint,
         callbacks: Callbacks,
         options: Options,
-        loop: asyncio.AbstractEventLoop,
-        thread_id: int,
-        manager: ConnectionManager | None = None,
+        home: Home,
+        on_closed: Callable[[Connection], None] | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._callbacks = callbacks
         self._options = options
-        self._loop = loop
-        self._thread_id = thread_id
-        self._manager = manager
+        self._home = home
+        self._on_closed = on_closed
         self._machine = ConnectionMachine(
             options.backoff, options.max_attempts, give_up_after=options.give_up_after
         )
-        self._dispatcher = Dispatcher(loop, callbacks.on_error, self._callbacks_busy)
-        self._connect_task: asyncio.Task[None] | None = None
+        self._dispatcher = Dispatcher(home.loop, callbacks.on_error, self._callbacks_busy)
+        self._signal = Signal()
+        self._changes = 0
+        self._attempt: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
-        self._idle: asyncio.TimerHandle | None = None
-        self._idle_mark = 0
-        self._protocol: _Protocol | None = None
+        self._idle: IdleWatch | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._protocol: ManagedProtocol | None = None
         self._transport: asyncio.Transport | None = None
         self._resume: Callable[[], object] | None = None
-        self._change: asyncio.Future[None] | None = None
-        self._live = 0
-        self._bytes_in = 0
+        self._live = 0  # transports not closed yet, current or stale
+        self._bytes_in = 0  # received on transports gone; the current one counts its own
         self._bytes_out = 0
-        self._queue: deque[bytes] | None = None  # the write queue, made on first use
-        self._queued = 0
-        self._state_since = loop.time()
+        self._outbox: Outbox | None = None  # made by the first write queued or sent from another thread
+        self._state_since = _now()
         self._attempt_started = 0.0
         self._connect_latency: float | None = None
         self._writing_paused = False
-        self._foreign_writes: list[bytes] | None = None  # made by the first write from another thread
-        self._foreign_bytes = 0
-        self._receive_buffer = _receive_buffer(loop, options)
+        limit = options.max_write_buffer
+        # Below the high-water mark a write of up to this many bytes cannot pass max_write_buffer.
+        self._headroom = sys.maxsize if limit is None else limit - _flow.high_water(limit)
+        home.submit(self._start)
 
     def __repr__(self) -> str:
         return f"<Connection {self._endpoint} {self._machine.state.value}>"
@@ -341,24 +193,26 @@ class Connection:
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop this connection lives on (connman's own thread's for sync callers)."""
-        return self._loop
+        return self._home.loop
 
     @property
     def stats(self) -> Stats:
         """A `Stats` snapshot of the counters."""
         machine = self._machine
-        in_state = self._loop.time() - self._state_since
+        protocol = self._protocol
+        outbox = self._outbox
+        in_state = _now() - self._state_since
         return Stats(
             state=machine.state,
             connects=machine.connects,
             resets=machine.resets,
             failed_attempts=machine.failed_attempts,
-            bytes_in=self._bytes_in,
+            bytes_in=self._bytes_in + (protocol.received if protocol is not None else 0),
             bytes_out=self._bytes_out,
-            queued=self._queued,
+            queued=0 if outbox is None else outbox.queued,
             last_error=machine.last_error,
             last_cause=machine.last_cause,
-            # Derived from the loop's clock rather than stored: one float less per connection.
+            # Derived rather than stored: one float less per connection.
             connected_since=time.time() - in_state if machine.state is State.CONNECTED else None,
             in_state_for=in_state,
             connect_latency=self._connect_latency,
@@ -370,202 +224,293 @@ class Connection:
     def write(self, data: Bytes) -> bool:
         """Send `data` (bytes-like) now, or queue it while down if `queue_while_down` allows.
 
+        Every byte not yet handed to the kernel counts against `max_write_buffer`: the transport's
+        buffer, writes from other threads not flushed yet, and this write, whole.
+
         Returns:
-            True while the transport's send buffer is below its high-water mark; False once it is above
-            (the peer or the network is slower than the writer): stop writing until `drain()`. Like
-            node's `socket.write()`, the data was accepted either way.
+            True while the send buffer is below its high-water mark (64 KiB, or `max_write_buffer` if
+            smaller); False once it is above (the peer or the network is slower than the writer):
+            stop writing until `wait_writable()`. Like node's `socket.write()`, the data was accepted
+            either way.
 
         Raises:
             TypeError: `data` is not bytes-like.
-            BufferFull: The send buffer would exceed `max_write_buffer` bytes (the peer is not
-                reading); nothing of `data` was sent.
+            BufferFull: The unsent bytes would exceed `max_write_buffer`; nothing of `data` was sent.
             NotConnected: The connection is down and queueing is off (`queue_while_down=0`).
             QueueFull: Queueing `data` would exceed `queue_while_down` bytes; the queue is unchanged.
             Disconnected: `disconnect()` was called.
-            GaveUp: The connection failed for good (`max_attempts`).
+            GaveUp: The connection failed for good (`max_attempts` or `give_up_after`).
         """
-        if threading.get_ident() != self._thread_id:
-            self._write_from_thread((data,))
-            return not self._writing_paused
-        transport = self._transport
-        if transport is not None:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
-            if self._writing_paused:
-                self._check_buffer(transport, len(data))
-            self._bytes_out += len(data)
-            transport.write(data)
-            return not self._writing_paused
-        self._write_while_down(_as_bytes(data))
-        return True
+        if threading.get_ident() == self._home.thread_id:
+            transport = self._transport
+            # The fast path: up, below the high-water mark, nothing batched, small enough that the
+            # limit cannot be reached. Anything else goes through the full decision.
+            if (
+                transport is not None
+                and type(data) is bytes
+                and len(data) <= self._headroom
+                and not self._writing_paused
+                and (self._outbox is None or not self._outbox.batched)
+                and not transport.is_closing()
+            ):
+                self._bytes_out += len(data)
+                transport.write(data)
+                return not self._writing_paused
+            return self._write_here(data)
+        return self._write_from_thread(data)
 
     def writelines(self, chunks: Iterable[Bytes]) -> bool:
         """Send several bytes-like chunks, in order, as one write; see `write()`."""
-        if isinstance(chunks, (bytes, bytearray, memoryview)) or not isinstance(chunks, Iterable):
+        if isinstance(chunks, _BYTES_LIKE) or not isinstance(chunks, Iterable):
             raise TypeError(f"chunks must be an iterable of bytes-like objects, not {type(chunks).__name__}")
-        data = b"".join(_as_bytes(chunk) for chunk in chunks)
-        if data:
-            return self.write(data)
-        return not self._writing_paused
-
-    def _check_buffer(self, transport: asyncio.Transport, size: int) -> None:
-        # Only called above the high-water mark, so the common case costs one attribute test.
-        limit = self._options.max_write_buffer
-        buffered = transport.get_write_buffer_size()
-        if limit is not None and buffered + size > limit:
-            raise BufferFull(
-                f"write of {size} bytes to {self._endpoint} would grow the send buffer past"
-                f" max_write_buffer={limit} ({buffered} bytes buffered: the peer is not reading);"
-                " wait for drain()"
-            )
+        return self.write(b"".join(_as_bytes(chunk) for chunk in chunks))
 
     @property
     def writable(self) -> bool:
-        """False while the send buffer is above its high-water mark (see `write()` and `drain()`)."""
-        return not self._writing_paused
+        """False while the send buffer is above its high-water mark (see `write()`)."""
+        return self._writable() is True
 
-    def drain(self, timeout: float | None = None) -> Wait[bool]:
-        """Wait until the send buffer is below its low-water mark again.
+    def _unflushed(self, transport: asyncio.Transport | None) -> tuple[bool, int, int]:
+        # What the admission rule needs: is the transport open, the bytes not handed to the kernel,
+        # and those batched from other threads. Read from any thread: plain attribute reads.
+        outbox = self._outbox
+        batched = 0 if outbox is None else outbox.batched
+        if transport is None or transport.is_closing():
+            return False, batched, batched
+        return True, transport.get_write_buffer_size() + batched, batched
 
-        Returns:
-            A `Wait` that is True once writing may go on, False if `timeout` passed first or the
-            connection went down (its buffer is gone with it).
-        """
-        check_timeout(timeout)
-        return run_wait(self._loop, lambda: self._wait_for(_is_drained, timeout), timeout)
+    def _admit(self, size: int, transport: asyncio.Transport | None) -> Admit:
+        transport_open, unflushed, batched = self._unflushed(transport)
+        outbox = self._outbox
+        verdict = admit_write(
+            self._machine.state,
+            transport_open,
+            size,
+            unflushed,
+            batched + (0 if outbox is None else outbox.queued),
+            max_buffer=self._options.max_write_buffer,
+            queue_limit=self._options.queue_while_down,
+        )
+        if verdict is not Admit.SEND and verdict is not Admit.QUEUE:
+            raise self._refusal(verdict, size, unflushed)
+        return verdict
 
-    def _write_while_down(self, data: bytes) -> None:
-        state = self._machine.state
-        if state is State.CLOSED:
-            raise Disconnected(f"connection to {self._endpoint} was disconnected by the application")
-        if state is State.FAILED:
-            raise GaveUp(
-                f"connection to {self._endpoint} gave up after {self._options.max_attempts} attempts"
-                f" (last error: {self._machine.last_error!r}); call reconnect() to try again"
-            )
-        limit = self._options.queue_while_down
-        if not limit:
-            raise NotConnected(
-                f"connection to {self._endpoint} is {state.value}, not connected"
-                " (pass queue_while_down=N to queue writes while down)"
-            )
-        if self._queued + len(data) > limit:
-            raise QueueFull(
-                f"write of {len(data)} bytes to {self._endpoint} would exceed queue_while_down="
-                f"{limit} ({self._queued} bytes queued already)"
-            )
-        if self._queue is None:
-            self._queue = deque()
-        self._queue.append(data)
-        self._queued += len(data)
-
-    def _write_from_thread(self, chunks: tuple[Bytes, ...]) -> None:
-        data = b"".join(_as_bytes(chunk) for chunk in chunks)
-        state = self._machine.state
-        down = state is not State.CONNECTED
-        if down:
-            # Decide here, in the caller's thread, so the error reaches the caller. Queueing is
-            # checked again on the loop, where the state is authoritative.
-            if state in (State.CLOSED, State.FAILED) or not self._options.queue_while_down:
-                self._write_while_down(data)
-        elif self._writing_paused and (transport := self._transport) is not None:
-            self._check_buffer(transport, len(data))  # a racy read, but the bound only needs to hold roughly
-        with _FOREIGN_WRITES_LOCK:
-            limit = self._options.queue_while_down
-            if down and self._queued + self._foreign_bytes + len(data) > limit:
-                raise QueueFull(
-                    f"write of {len(data)} bytes to {self._endpoint} would exceed queue_while_down={limit}"
-                    f" ({self._queued + self._foreign_bytes} bytes queued already)"
-                )
-            pending = self._foreign_writes
-            first = not pending
-            if pending is None:
-                pending = self._foreign_writes = []
-            pending.append(data)
-            self._foreign_bytes += len(data)
-        if first:
-            self._loop.call_soon_threadsafe(self._flush_foreign_writes)
-
-    def _flush_foreign_writes(self) -> None:
-        with _FOREIGN_WRITES_LOCK:
-            chunks, self._foreign_writes = self._foreign_writes or [], None
-            self._foreign_bytes = 0
-        data = b"".join(chunks)
+    def _write_here(self, data: Bytes) -> bool:
+        size = _nbytes(data)
         transport = self._transport
-        if transport is not None:
-            self._bytes_out += len(data)
+        if self._admit(size, transport) is Admit.SEND:
+            assert transport is not None
+            self._bytes_out += size
             transport.write(data)
+            return not self._writing_paused
+        self._queue(_as_bytes(data))
+        return True
+
+    def _write_from_thread(self, data: Bytes) -> bool:
+        # Batched for the loop, decided here, in the caller's thread, so that errors reach the caller.
+        # The state may change before the loop flushes: see _flush_batch.
+        size = _nbytes(data)
+        chunk = _as_bytes(data)
+        with _BATCH_LOCK:
+            transport = self._transport
+            verdict = self._admit(size, transport)
+            if self._outbox is None:
+                self._outbox = Outbox()
+            first = self._outbox.add_to_batch(chunk)
+        if first:
+            try:
+                self._home.submit(self._flush_batch)
+            except LoopGone:
+                with _BATCH_LOCK:
+                    self._outbox.take_batch()
+                raise
+        if verdict is Admit.QUEUE:
+            return True
+        return self._writable() is True
+
+    def _flush_batch(self) -> None:
+        with _BATCH_LOCK:
+            outbox = self._outbox
+            if outbox is None:
+                return
+            data = outbox.take_batch()
+        if not data:
+            return
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            self._bytes_out += len(data)  # admitted against the limit already, in the writer's thread
+            transport.write(data)
+            self._changed()  # the batch no longer counts as unsent-and-unbuffered: wake wait_writable()
             return
         try:
-            self._write_while_down(data)
+            self._admit(len(data), None)
         except (NotConnected, QueueFull, Disconnected, GaveUp) as exc:
-            # The connection went down between the caller's check and this callback: these bytes
-            # are lost as bytes in the kernel's send buffer are lost when a connection drops.
+            # The connection went down between the writer's check and this flush: these bytes are
+            # lost as bytes in the kernel's send buffer are lost when a connection drops.
             logger.warning("%d bytes written from another thread were lost: %s", len(data), exc)
+            return
+        self._queue(data)
 
-    def _flush_queue(self, transport: asyncio.Transport) -> None:
-        queue = self._queue
-        if queue:
-            self._bytes_out += self._queued
-            transport.writelines(queue)
-            queue.clear()
-            self._queued = 0
+    def _queue(self, data: bytes) -> None:
+        if self._outbox is None:
+            self._outbox = Outbox()
+        self._outbox.enqueue(data)
+
+    def _writable(self) -> bool | None:
+        # True: writing may go on; None: not yet (above the high-water mark); False: down.
+        transport_open, unflushed, _ = self._unflushed(self._transport)
+        if not transport_open:
+            return False
+        if self._writing_paused or unflushed > _flow.high_water(self._options.max_write_buffer):
+            return None
+        return True
+
+    def _refusal(self, verdict: Admit, size: int, unflushed: int) -> Exception:
+        endpoint, machine, options = self._endpoint, self._machine, self._options
+        if verdict is Admit.BUFFER_FULL:
+            return BufferFull(
+                f"write of {size} bytes to {endpoint} would make {unflushed + size} bytes unsent, past"
+                f" max_write_buffer={options.max_write_buffer} ({unflushed} unsent already: the peer"
+                " is not reading fast enough); wait for wait_writable()"
+            )
+        if verdict is Admit.DISCONNECTED:
+            return Disconnected(f"connection to {endpoint} was disconnected by the application")
+        if verdict is Admit.GAVE_UP:
+            reason = machine.give_up_reason or "max_attempts"
+            limit = (
+                f"max_attempts={options.max_attempts}"
+                if reason == "max_attempts"
+                else f"give_up_after={options.give_up_after} s"
+            )
+            return GaveUp(
+                f"connection to {endpoint} gave up after {machine.failures} failed attempts ({limit};"
+                f" last error: {machine.last_error!r}); call reconnect() to try again",
+                reason=reason,
+                attempts=machine.failures,
+                last_error=machine.last_error,
+            )
+        if verdict is Admit.QUEUE_FULL:
+            outbox = self._outbox
+            queued = 0 if outbox is None else outbox.queued + outbox.batched
+            return QueueFull(
+                f"write of {size} bytes to {endpoint} would exceed queue_while_down="
+                f"{options.queue_while_down} ({queued} bytes queued already)"
+            )
+        return NotConnected(
+            f"connection to {endpoint} is {machine.state.value}, not connected"
+            " (pass queue_while_down=N to queue writes while down)"
+        )
 
     # ---- control ---------------------------------------------------------------------------------
 
     def disconnect(self, timeout: float | None = 10.0) -> Wait[bool]:
         """Close this connection for good: nothing reconnects and no callback fires after this.
 
-        Works in every state (connecting, connected, waiting to retry, failed) and is idempotent.
+        Works in every state (connecting, connected, waiting to retry, failed) and is idempotent; it
+        takes effect at the call, from any thread or loop, whether or not the result is awaited.
         Queued writes (`queue_while_down`) are discarded; bytes already written are flushed for up to
-        2 s before the socket is aborted.
+        2 s before the socket is aborted. If the connection's loop has ended, the socket is shut down
+        from the calling thread.
 
         Args:
-            timeout: For sync callers, how long to block until the socket is closed, in seconds;
-                `None` waits as long as it takes.
+            timeout: How long to wait until the socket is closed, in seconds; `None` waits as long as
+                it takes.
 
         Returns:
-            A `Wait`: in async code, `await conn.disconnect()` waits until the socket is closed (or
-            just call it and carry on); in sync code the call blocked already. True once closed.
+            A `Wait`: True once closed, False at the timeout (or if the socket of a connection whose
+            loop has ended could not be shut down). Sync callers have blocked already; async callers
+            may await it or carry on.
         """
         check_timeout(timeout)
-        if threading.get_ident() == self._thread_id:
-            self._disconnect()
-            return Wait(factory=lambda: self._wait_closed(timeout))
+        self._request_disconnect()
+        return wait_until((self._signal,), self._closed, timeout, False, (self._home,))
 
-        async def disconnect_and_wait() -> bool:
-            self._disconnect()
-            return await self._wait_closed(timeout)
-
-        return run_wait(self._loop, disconnect_and_wait, timeout)
+    def _request_disconnect(self) -> None:
+        try:
+            self._home.submit(self._disconnect)
+        except LoopGone:
+            self._disconnect_dead()
 
     def _disconnect(self) -> None:
         if self._machine.state is State.CLOSED:
             return
         self._handle(DisconnectRequested())
+        self._forget_pending()
+
+    def _forget_pending(self) -> None:
         self._dispatcher.clear()
         self._resume = None
-        if self._queue:
-            logger.info("discarding %d queued bytes to %s at disconnect()", self._queued, self._endpoint)
-            self._queue.clear()
-            self._queued = 0
-        if self._manager is not None:
-            self._manager._forget(self)
+        outbox = self._outbox
+        if outbox is not None:
+            with _BATCH_LOCK:
+                dropped = outbox.queued + outbox.batched
+                outbox.take_queue()
+                outbox.take_batch()
+            if dropped:
+                logger.info("discarding %d unsent bytes to %s at disconnect()", dropped, self._endpoint)
+        if self._on_closed is not None:
+            self._on_closed(self)
+
+    def _disconnect_dead(self) -> None:
+        # The loop has ended: nothing will run there again. Drive the machine from this thread and
+        # close by hand what can be closed: shut the socket down, so that the peer sees it closed.
+        # (The descriptor itself is released when asyncio's transport object is collected.)
+        machine = self._machine
+        if machine.state is not State.CLOSED:
+            machine.handle(DisconnectRequested())
+            self._state_since = _now()
+            try:
+                self._forget_pending()
+            except RuntimeError:  # an async callback's task cannot be cancelled on a closed loop
+                pass
+        transport, self._transport = self._transport, None
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None:
+            protocol.active = False
+        for handle in (self._timer, self._idle_timer, self._linger):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._idle_timer = self._linger = None
+        self._attempt = None
+        if transport is not None:
+            sock = transport.get_extra_info("socket")
+            try:
+                if sock is not None:
+                    sock.shutdown(socket.SHUT_RDWR)
+                self._live = 0
+            except OSError as exc:
+                if exc.errno == getattr(socket, "ENOTCONN", 107):
+                    self._live = 0  # closed already at the other end
+                else:
+                    logger.warning("could not shut down the socket to %s: %r", self._endpoint, exc)
+            logger.warning(
+                "connection to %s outlived its event loop: its socket was shut down by hand;"
+                " disconnect connections before their loop ends (async with ConnectionManager())",
+                self._endpoint,
+            )
+        else:
+            self._live = 0
+        self._changed()
 
     def reconnect(self) -> None:
         """Drop the connection now (firing `on_reset` if it was up) and connect again at once.
 
-        From WAITING it skips the rest of the wait; from FAILED it starts retrying afresh.
+        From WAITING it skips the rest of the wait; from FAILED it starts retrying afresh. Takes
+        effect at the call, from any thread or loop.
 
         Raises:
             Disconnected: `disconnect()` was called.
+            LoopGone: The connection's event loop has ended.
         """
         if self._machine.state is State.CLOSED:
             raise Disconnected(f"connection to {self._endpoint} was disconnected by the application")
-        if threading.get_ident() == self._thread_id:
+        self._home.submit(self._reconnect)
+
+    def _reconnect(self) -> None:
+        if self._machine.state is not State.CLOSED:
             self._handle(ReconnectRequested())
-        else:
-            self._loop.call_soon_threadsafe(self._handle, ReconnectRequested())
+
+    # ---- waiting ---------------------------------------------------------------------------------
 
     def wait_connected(self, timeout: float | None = None) -> Wait[bool]:
         """Wait until the connection is up.
@@ -576,10 +521,11 @@ class Connection:
         Returns:
             A `Wait` that is True once connected, False if `timeout` passed first, and False at once
             if the connection was disconnected or gave up. Await it in async code; in sync code the
-            call blocks and the result is truthy or not (`if conn.wait_connected(5): ...`).
+            call blocks and the result is truthy or not (`if conn.wait_connected(5): ...`). It never
+            raises for the timeout, even while connman's loop is busy in a callback.
         """
         check_timeout(timeout)
-        return run_wait(self._loop, lambda: self._wait_for(_is_up, timeout), timeout)
+        return wait_until((self._signal,), self._up, timeout, False, (self._home,))
 
     def wait_closed(self, timeout: float | None = None) -> Wait[bool]:
         """Wait until `disconnect()` has completed: socket closed, attempt cancelled, callbacks done.
@@ -588,44 +534,66 @@ class Connection:
             A `Wait` that is True once closed and False if `timeout` seconds passed first.
         """
         check_timeout(timeout)
-        return run_wait(self._loop, lambda: self._wait_closed(timeout), timeout)
+        return wait_until((self._signal,), self._closed, timeout, False, (self._home,))
 
-    async def _wait_closed(self, timeout: float | None) -> bool:
-        return await self._wait_for(_is_closed, timeout)
+    def wait_changed(self, timeout: float | None = None) -> Wait[bool]:
+        """Wait for the next change: of state, of closing progress, or of writability.
 
-    async def _wait_for(self, done: Callable[[Connection], bool | None], timeout: float | None) -> bool:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    outcome = done(self)
-                    if outcome is not None:
-                        return outcome
-                    await self.changed()
-        except TimeoutError:
-            return False
-
-    def changed(self) -> asyncio.Future[None]:
-        """A future that completes at the next change of state (or of closing progress).
-
-        Call it on the connection's loop. Pools use it to wait on several connections at once.
+        Returns:
+            A `Wait` that is True at the next change after the call, False if `timeout` passed first.
         """
-        change = self._change
-        if change is None or change.done():
-            change = self._change = self._loop.create_future()
-        return asyncio.shield(change)
+        check_timeout(timeout)
+        seen = self._changes
+        return wait_until(
+            (self._signal,), lambda: True if self._changes != seen else None, timeout, False, (self._home,)
+        )
+
+    def wait_writable(self, timeout: float | None = None) -> Wait[bool]:
+        """Wait until the send buffer is below its low-water mark again (see `write()`).
+
+        Returns:
+            A `Wait` that is True once writing may go on, False if `timeout` passed first or the
+            connection is down (its buffer is gone with it).
+        """
+        check_timeout(timeout)
+        return wait_until((self._signal,), self._writable, timeout, False, (self._home,))
+
+    def drain(self, timeout: float | None = None) -> Wait[bool]:
+        """The same as `wait_writable()` (node's and asyncio streams' name)."""
+        return self.wait_writable(timeout)
+
+    @property
+    def signal(self) -> Signal:
+        """Fired after each change of this connection (pools wait on their members through it)."""
+        return self._signal
+
+    def _up(self) -> bool | None:
+        state = self._machine.state
+        if state is State.CONNECTED:
+            return True
+        if state is State.CLOSED or state is State.FAILED:
+            return False
+        return None
+
+    def _closed(self) -> bool | None:
+        if self._machine.state is not State.CLOSED:
+            return None
+        if not self._home.alive():
+            return self._live == 0  # nothing will change any more: closed by hand, or not
+        if self._attempt is None and self._live == 0 and not self._dispatcher.busy:
+            return True
+        return None
 
     def _changed(self) -> None:
-        change = self._change
-        if change is not None:
-            self._change = None
-            if not change.done():
-                change.set_result(None)
+        self._changes += 1
+        self._signal.fire()
 
     # ---- driving the machine ---------------------------------------------------------------------
 
     def _start(self) -> None:
         logger.debug("= %s is CONNECTING", self._endpoint)
-        self._execute(StartConnect())
+        if self._machine.state is State.CONNECTING:  # not disconnected before the loop got here
+            self._execute(StartConnect())
 
     def _handle(self, event: Event) -> None:
         machine = self._machine
@@ -633,7 +601,7 @@ class Connection:
         actions = machine.handle(event)
         after = machine.state
         if after is not before:
-            self._state_since = self._loop.time()
+            self._state_since = _now()
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("= %s is %s", self._endpoint, after.name)
             self._changed()
@@ -645,10 +613,11 @@ class Connection:
             self._execute(action)
 
     def _execute(self, action: Action) -> None:
+        loop = self._home.loop
         match action:
             case StartConnect():
-                task = self._connect_task = self._loop.create_task(self._attempt())
-                # Not a `finally` in _attempt(): a task cancelled before its first step never runs.
+                task = self._attempt = loop.create_task(self._attempt_once())
+                # Not a `finally` in _attempt_once(): a task cancelled before its first step never runs.
                 task.add_done_callback(self._attempt_done)
             case NotifyConnected():
                 self._dispatcher.call("on_connect", self._call_on_connect)
@@ -657,30 +626,28 @@ class Connection:
                 self._dispatcher.call("on_reset", self._callbacks.on_reset, (), self._set_resume)
             case ScheduleRetry(delay=delay):
                 logger.info(
-                    "reconnecting to %s in %.2f seconds: %r",
-                    self._endpoint,
-                    delay,
-                    self._machine.last_error,
+                    "reconnecting to %s in %.2f seconds: %r", self._endpoint, delay, self._machine.last_error
                 )
-                self._timer = self._loop.call_later(delay, self._retry_due)
+                self._timer = loop.call_later(delay, self._retry_due)
             case CancelRetry():
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
             case AbortConnect():
                 self._deactivate()
-                if self._connect_task is not None:
-                    self._connect_task.cancel()
+                if self._attempt is not None:
+                    self._attempt.cancel()
             case CloseTransport():
                 transport = self._transport
                 self._deactivate()
                 if transport is not None:
                     self._close(transport)
-            case NotifyGaveUp(error=error):
+            case NotifyGaveUp(error=error, reason=reason, attempts=attempts):
                 logger.warning(
-                    "giving up on %s after %d attempts: %r",
+                    "giving up on %s (%s) after %d failed attempts: %r",
                     self._endpoint,
-                    self._machine.failures,
+                    reason,
+                    attempts,
                     error,
                 )
                 on_give_up = self._options.on_give_up
@@ -688,109 +655,125 @@ class Connection:
                     self._dispatcher.call("on_give_up", on_give_up, (error,))
 
     def _deactivate(self) -> None:
-        self._stop_idle_timer()
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._idle = None
         protocol = self._protocol
         if protocol is not None:
             protocol.active = False
+            self._bytes_in += protocol.received
         self._protocol = None
         self._transport = None
         self._writing_paused = False
 
     def _close(self, transport: asyncio.Transport) -> None:
-        if transport.get_write_buffer_size():
-            transport.close()
+        delay = _flow.linger(transport.get_write_buffer_size())
+        transport.close()
+        if delay is not None:
             # Close flushes first; a peer that stopped reading must not hold the socket forever.
-            self._linger = self._loop.call_later(CLOSE_LINGER, transport.abort)
-        else:
-            transport.close()
+            self._linger = self._home.loop.call_later(delay, transport.abort)
 
     def _retry_due(self) -> None:
         self._timer = None
         self._handle(RetryDue())
 
-    async def _attempt(self) -> None:
-        loop = self._loop
-        self._attempt_started = loop.time()
-        buffer = self._receive_buffer
-        protocol = self._protocol = _Protocol(self) if buffer is None else _BufferedProtocol(self, buffer)
-        endpoint = self._endpoint
-        options = self._options
-        timeout = options.connect_timeout
-        error: BaseException | None = None
+    async def _attempt_once(self) -> None:
+        loop = self._home.loop
+        self._attempt_started = _now()
+        callbacks = self._callbacks
+        protocol = self._protocol = new_protocol(
+            loop, self._options, self, self._dispatcher.deliver, callbacks.on_data
+        )
         try:
-            async with asyncio.timeout(timeout) as deadline:
-                host = endpoint.host
-                extra = options.create_connection
-                if options.resolver is not None:
-                    host = await _resolve(options.resolver, endpoint)
-                    if "ssl" in extra and "server_hostname" not in extra:
-                        # Check the certificate against the name asked for, not the address.
-                        extra = {**extra, "server_hostname": endpoint.host}
-                await loop.create_connection(lambda: protocol, host, endpoint.port, **extra)
-        except TimeoutError as exc:
-            error = exc
-            if deadline.expired():
-                error = ConnectTimeout(f"connect to {endpoint} timed out after {timeout} s (connect_timeout)")
-                error.__cause__ = exc
-        except Exception as exc:  # OSError, socket.gaierror, ssl.SSLError, ...
-            error = exc
-        if error is not None and protocol.active and protocol.transport is None:
-            # Kept in last_error: drop the frames, which hold this connection (and its whole attempt)
-            # alive for as long as anyone keeps the exception, a log handler for instance.
-            error.__traceback__ = None
-            if error.__cause__ is not None:
-                error.__cause__.__traceback__ = None
-            self._protocol = None
-            self._handle(ConnectFailed(error=error, now=loop.time()))
+            await dial(loop, self._endpoint, self._options, protocol)
+        except Exception as error:  # OSError, socket.gaierror, ssl.SSLError, ConnectTimeout, ...
+            if protocol.active and protocol.transport is None:
+                # Kept in last_error: drop the frames, which hold this connection (and its whole
+                # attempt) alive for as long as anyone keeps the exception, a log handler say.
+                error.__traceback__ = None
+                if error.__cause__ is not None:
+                    error.__cause__.__traceback__ = None
+                self._protocol = None
+                self._handle(ConnectFailed(error=error, now=_now()))
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        if self._connect_task is task:
-            self._connect_task = None
+        if self._attempt is task:
+            self._attempt = None
         self._changed()
 
-    def _made(self, protocol: _Protocol) -> None:
+    # ---- what the protocol reports (the `Link` interface of _protocol.py) ------------------------
+
+    def opened(self, protocol: ManagedProtocol) -> None:
+        """Internal, for the protocol (`_protocol.Link`): a transport is up."""
         transport = protocol.transport
         assert transport is not None
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            _set_tcp_options(sock, self._options)
+        self._live += 1
+        if not protocol.active:
+            transport.abort()  # the attempt was abandoned while it connected
+            return
+        set_tcp_options(transport, self._options)
+        high = _flow.high_water(self._options.max_write_buffer)
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        now = _now()
         if self._options.idle_timeout is not None:
-            self._idle_mark = self._bytes_in
-            self._idle = self._loop.call_later(self._options.idle_timeout, self._idle_check)
+            self._idle = IdleWatch(self._options.idle_timeout, now, 0)
+            self._idle_timer = self._home.loop.call_later(self._options.idle_timeout, self._idle_check)
         self._transport = transport
-        self._connect_latency = self._loop.time() - self._attempt_started
+        self._connect_latency = now - self._attempt_started
         # Queued writes go out before anything else, before on_connect can write.
-        self._flush_queue(transport)
+        outbox = self._outbox
+        if outbox is not None and outbox.queued:
+            chunks = outbox.take_queue()
+            self._bytes_out += sum(map(len, chunks))
+            transport.writelines(chunks)
         if self._dispatcher.busy:
-            transport.pause_reading()
-        self._handle(ConnectSucceeded(now=self._loop.time()))
+            self._callbacks_busy(True)
+        self._handle(ConnectSucceeded(now=now))
 
-    def _idle_check(self) -> None:
-        # One timer per connection, re-armed only when it fires: the data path pays nothing. A dead
-        # peer is therefore found between idle_timeout and twice idle_timeout after its last byte.
-        timeout = self._options.idle_timeout
-        transport = self._transport
-        if transport is None or timeout is None:
-            return
-        if self._bytes_in != self._idle_mark:
-            self._idle_mark = self._bytes_in
-            self._idle = self._loop.call_later(timeout, self._idle_check)
-            return
-        self._idle = None
-        protocol = self._protocol
-        assert protocol is not None
-        protocol.active = False  # we report the loss ourselves, with its cause
-        transport.abort()
-        self._lost(IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
+    def lost(self, protocol: ManagedProtocol, exc: BaseException | None) -> None:
+        """Internal, for the protocol: the active transport went away."""
+        self._lost(exc)
 
-    def _stop_idle_timer(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+    def closed(self, protocol: ManagedProtocol) -> None:
+        """Internal, for the protocol: a transport finished closing."""
+        self._live -= 1
+        if self._live == 0 and self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
+        self._changed()
+
+    def writing_paused(self, paused: bool) -> None:
+        """Internal, for the protocol: the send buffer crossed a water mark."""
+        self._writing_paused = paused
+        if not paused:
+            self._changed()
 
     def _lost(self, exc: BaseException | None) -> None:
+        now = _now()
+        options = self._options
+        alive_until = _flow.last_alive(
+            exc, now, idle=self._idle, keepalive=options.keepalive, user_timeout=options.user_timeout
+        )
         self._deactivate()
-        self._handle(ConnectionLost(error=exc, now=self._loop.time()))
+        self._handle(ConnectionLost(error=exc, now=now, alive_until=alive_until))
+
+    def _idle_check(self) -> None:
+        # One timer per connection, re-armed only when it fires: the data path pays nothing.
+        watch, protocol, transport = self._idle, self._protocol, self._transport
+        if watch is None or protocol is None or transport is None:
+            return
+        delay = watch.check(_now(), protocol.received)
+        if delay is not None:
+            self._idle_timer = self._home.loop.call_later(delay, self._idle_check)
+            return
+        self._idle_timer = None
+        protocol.active = False  # we report the loss ourselves, with its cause
+        transport.abort()
+        timeout = watch.timeout
+        self._lost(IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
+
+    # ---- callbacks -------------------------------------------------------------------------------
 
     def _call_on_connect(self) -> object:
         resume = self._resume
@@ -808,38 +791,68 @@ class Connection:
             report("on_reset", exc, self._callbacks.on_error)
 
     def _callbacks_busy(self, busy: bool) -> None:
-        # While an async callback runs, reading is paused: backpressure for async on_data.
-        transport = self._transport
+        # While an async callback runs, reading is paused: back-pressure for an async on_data. That
+        # pause is connman's, not the peer's silence: the idle deadline does not count it.
+        transport, watch, protocol = self._transport, self._idle, self._protocol
         if transport is not None and not transport.is_closing():
             if busy:
                 transport.pause_reading()
+                if watch is not None:
+                    watch.pause()
             else:
                 transport.resume_reading()
+                if watch is not None and protocol is not None:
+                    watch.resume(_now(), protocol.received)
         if not busy:
             self._changed()
 
 
-def _set_tcp_options(sock: Any, options: Options) -> None:
-    if not options.nodelay:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
-    if options.keepalive is not None:
-        idle, interval, count = options.keepalive
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has TCP_KEEPALIVE instead
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, round(idle)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, round(interval)))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
-    if options.user_timeout is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(options.user_timeout * 1000))
+def disconnect_many(conns: Sequence[Connection], timeout: float | None) -> Wait[bool]:
+    """Disconnect every connection of `conns` at once and wait until all are closed.
+
+    Connections are grouped by their loop, so each loop gets one call however many connections it
+    holds. Returns a `Wait`: True once every socket is closed, False at the timeout.
+    """
+    by_home: dict[Home, list[Connection]] = {}
+    for conn in conns:
+        by_home.setdefault(conn._home, []).append(conn)
+    for home, group in by_home.items():
+        try:
+            home.submit(_disconnect_each, group)
+        except LoopGone:
+            for conn in group:
+                conn._disconnect_dead()
+    pending = list(conns)
+    failed = False
+
+    def all_closed() -> bool | None:
+        nonlocal pending, failed
+        still: list[Connection] = []
+        for conn in pending:
+            outcome = conn._closed()
+            if outcome is None:
+                still.append(conn)
+            elif not outcome:
+                failed = True
+        pending = still
+        if still:
+            return None
+        return not failed
+
+    return wait_until([conn._signal for conn in conns], all_closed, timeout, False, by_home)
 
 
-async def _resolve(resolver: Any, endpoint: Endpoint) -> str:
-    address = resolver(endpoint.host, endpoint.port)
-    if inspect.isawaitable(address):
-        address = await address
-    if not isinstance(address, str):
-        raise TypeError(f"resolver must return an address str, not {address!r}")
-    return address
+def _disconnect_each(conns: list[Connection]) -> None:
+    for conn in conns:
+        conn._disconnect()
+
+
+def _nbytes(data: object) -> int:
+    if type(data) is bytes:
+        return len(data)
+    if isinstance(data, (bytearray, memoryview)):
+        return memoryview(data).nbytes  # bytes, whatever the item size
+    raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
 
 
 def _as_bytes(data: object) -> bytes:
@@ -848,29 +861,3 @@ def _as_bytes(data: object) -> bytes:
     if isinstance(data, (bytearray, memoryview)):
         return bytes(data)  # a copy: the caller may reuse its buffer before we send it
     raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
-
-
-def _is_up(conn: Connection) -> bool | None:
-    state = conn._machine.state
-    if state is State.CONNECTED:
-        return True
-    if state in (State.CLOSED, State.FAILED):
-        return False
-    return None
-
-
-def _is_drained(conn: Connection) -> bool | None:
-    if conn._transport is None:
-        return False
-    return True if not conn._writing_paused else None
-
-
-def _is_closed(conn: Connection) -> bool | None:
-    if (
-        conn._machine.state is State.CLOSED
-        and conn._connect_task is None
-        and conn._live == 0
-        and not conn._dispatcher.busy
-    ):
-        return True
-    return None

@@ -5,11 +5,12 @@ The tree::
     ConnmanError
     ├── NotConnected (also a builtin ConnectionError)   the connection is down, retrying
     ├── Disconnected                                     the application called disconnect()
-    ├── GaveUp                                           max_attempts was reached; the connection failed
+    ├── GaveUp                                           max_attempts or give_up_after: the connection failed
     ├── QueueFull                                        the write queue would exceed queue_while_down
     ├── BufferFull                                       the peer stopped reading: the send buffer is full
     ├── ConnectTimeout (also a builtin TimeoutError)     an attempt outlasted connect_timeout
     ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
+    ├── LoopGone (also a builtin RuntimeError)          the connection's event loop has ended
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
         └── PoolNotFound                                 get_pool() with an unknown name
@@ -28,6 +29,7 @@ __all__ = [
     "Disconnected",
     "GaveUp",
     "IdleTimeout",
+    "LoopGone",
     "NotConnected",
     "PoolError",
     "PoolExists",
@@ -49,7 +51,20 @@ class Disconnected(ConnmanError):
 
 
 class GaveUp(ConnmanError):
-    """Raised when using a connection that stopped retrying because `max_attempts` was reached."""
+    """Raised when writing to a connection that stopped retrying (state FAILED).
+
+    Attributes:
+        reason: "max_attempts" (that many consecutive attempts failed) or "give_up_after" (the
+            connection stayed down longer than that many seconds).
+        attempts: Consecutive failed attempts before giving up.
+        last_error: Why the last attempt failed.
+    """
+
+    def __init__(self, message: str, *, reason: str, attempts: int, last_error: BaseException | None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.attempts = attempts
+        self.last_error = last_error
 
 
 class QueueFull(ConnmanError):
@@ -72,6 +87,12 @@ class ConnectTimeout(ConnmanError, TimeoutError):
 
 class IdleTimeout(ConnmanError, TimeoutError):
     """Nothing arrived for `idle_timeout` seconds, so the peer was presumed dead (seen in `last_error`)."""
+
+
+class LoopGone(ConnmanError, RuntimeError):
+    """Raised when a call needs the connection's event loop and that loop has ended (an
+    `asyncio.run()` that returned with the connection open). `disconnect()` still works: it closes
+    the socket by hand."""
 
 
 class PoolError(ConnmanError):

@@ -7,29 +7,25 @@ reached.
 
 from __future__ import annotations
 
-import asyncio
-import atexit
 import logging
 import os
 import threading
+import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any, Final, Self, Unpack
+from typing import Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
 from ._options import ConnectOptions, check_endpoint, check_options, check_timeout
-from ._thread import Wait, portal, run_wait, running_loop
-from .connection import Connection
+from ._portal import Home, Wait, home_for_caller, on_exit
+from .connection import Connection, disconnect_many
 from .errors import PoolExists, PoolNotFound
 from .pool import Pool
 
 __all__ = ["ConnectionManager", "default_manager"]
 
 logger: Final = logging.getLogger("connman")
-
-#: How long the exit hook waits for connections to close before the loop thread is stopped anyway.
-EXIT_TIMEOUT: Final = 5.0
 
 _managers: weakref.WeakSet[ConnectionManager] = weakref.WeakSet()
 
@@ -46,7 +42,7 @@ class ConnectionManager:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._connections: dict[Connection, None] = {}  # an ordered set
         self._pools: dict[str, Pool] = {}
         _managers.add(self)
@@ -88,46 +84,22 @@ class ConnectionManager:
             TypeError: A wrong type, an unknown option, or both `handler` and callbacks.
             ValueError: A value out of range (port 0, a negative timeout, ...).
         """
-        return self._open(port, host, on_connect, on_data, on_reset, handler, options)
-
-    def _open(
-        self,
-        port: object,
-        host: object,
-        on_connect: object,
-        on_data: object,
-        on_reset: object,
-        handler: object,
-        options: ConnectOptions,
-    ) -> Connection:
         endpoint = check_endpoint(port, host)
         checked = check_options(options)
         callbacks = resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)
-        loop, thread_id = self._loop_for_caller()
-        conn = Connection(endpoint, callbacks, checked, loop, thread_id, self)
+        home = home_for_caller()
         with self._lock:
+            conn = Connection(endpoint, callbacks, checked, home, self._forget)
             self._connections[conn] = None
-        if threading.get_ident() == thread_id:
-            conn._start()
-        else:
-            loop.call_soon_threadsafe(conn._start)
         return conn
 
-    @staticmethod
-    def _loop_for_caller() -> tuple[asyncio.AbstractEventLoop, int]:
-        running = running_loop()
-        if running is not None:
-            return running, threading.get_ident()
-        thread = portal()
-        loop = thread.loop()
-        assert thread.thread_id is not None
-        return loop, thread.thread_id
-
     def _forget(self, conn: Connection) -> None:
+        # The connection tells us it was disconnected (on its loop): it leaves the registry and pools.
         with self._lock:
             self._connections.pop(conn, None)
-            for pool in self._pools.values():
-                pool._discard(conn)
+            pools = list(self._pools.values())
+        for pool in pools:
+            pool.discard(conn)
 
     @property
     def connections(self) -> tuple[Connection, ...]:
@@ -181,6 +153,24 @@ class ConnectionManager:
                     f"no pool named {name!r} (pools: {known}); create it with create_pool({name!r})"
                 ) from None
 
+    def remove_pool(self, name: str, timeout: float | None = 10.0) -> Wait[bool]:
+        """Disconnect every member of the pool called `name` and forget the pool.
+
+        Afterwards `get_pool(name)` raises `PoolNotFound` and `create_pool(name)` makes a new one.
+
+        Returns:
+            A `Wait`, as `Pool.disconnect()`: True once every member's socket is closed.
+
+        Raises:
+            PoolNotFound: There is no pool with that name.
+        """
+        check_timeout(timeout)
+        pool = self.get_pool(name)
+        with self._lock:
+            if self._pools.get(name) is pool:
+                del self._pools[name]
+        return pool.close(timeout)
+
     @property
     def pools(self) -> dict[str, Pool]:
         """The pools by name (a copy)."""
@@ -192,41 +182,15 @@ class ConnectionManager:
     def disconnect_all(self, timeout: float | None = 10.0) -> Wait[bool]:
         """Disconnect every managed connection, pooled or not (pools stay, empty).
 
-        Inside an event loop this takes effect at once and returns; `await` the result to wait until
-        every socket is closed. From sync code it blocks until then, for at most `timeout` seconds.
+        Takes effect at the call, from any thread or loop. Sync callers block until every socket is
+        closed, for at most `timeout` seconds; async callers may await the result to wait as long.
+        A connection whose event loop has ended is closed by hand (its socket shut down).
 
         Returns:
             A `Wait` that is True when everything closed in time.
         """
         check_timeout(timeout)
-        return self._disconnect_many(list(self.connections), timeout)
-
-    def _disconnect_many(self, conns: list[Connection], timeout: float | None) -> Wait[bool]:
-        running = running_loop()
-        by_loop: dict[asyncio.AbstractEventLoop, list[Connection]] = {}
-        for conn in conns:
-            by_loop.setdefault(conn.loop, []).append(conn)
-        waits: list[Wait[bool]] = []
-        for loop, group in by_loop.items():
-            if loop is running:
-                _disconnect_each(group)
-            elif loop.is_running():
-                loop.call_soon_threadsafe(_disconnect_each, group)
-            else:
-                # Its loop is gone (asyncio.run() returned, or we are a forked child): nothing can
-                # run there any more, so only forget it.
-                for conn in group:
-                    self._forget(conn)
-                continue
-            waits.append(run_wait(loop, _closer(group, timeout), timeout))
-        if all(wait.done() for wait in waits):
-            return Wait(value=all(wait.result() for wait in waits))
-
-        async def wait_all() -> bool:
-            results = [await wait for wait in waits]
-            return all(results)
-
-        return Wait(factory=wait_all)
+        return disconnect_many(self.connections, timeout)
 
     async def aclose(self) -> None:
         """Disconnect everything and wait until every socket is closed."""
@@ -254,18 +218,12 @@ class ConnectionManager:
     ) -> None:
         self.disconnect_all()
 
-
-def _disconnect_each(conns: list[Connection]) -> None:
-    for conn in conns:
-        conn._disconnect()
-
-
-def _closer(conns: list[Connection], timeout: float | None) -> Callable[[], Coroutine[Any, Any, bool]]:
-    async def wait_closed() -> bool:
-        results = await asyncio.gather(*(conn._wait_closed(timeout) for conn in conns))
-        return all(results)
-
-    return wait_closed
+    def _after_fork_in_child(self) -> None:
+        # A forked child shares the parent's sockets but not its loop thread: the parent's
+        # connections are the parent's. The child starts with an empty registry (the pools empty
+        # themselves: see pool.py).
+        self._lock = threading.Lock()
+        self._connections.clear()
 
 
 _default = ConnectionManager()
@@ -276,36 +234,21 @@ def default_manager() -> ConnectionManager:
     return _default
 
 
-def _close_all_at_exit() -> None:
-    # Close what is still open on connman's own loop thread before it stops (atexit runs this before
-    # the thread's own hook, registered earlier). Connections on an application's loop are the
-    # application's to close: its loop is usually gone by now.
-    thread = portal()
-    if not thread.running:
-        return
-    loop = thread.loop()
-    for manager in list(_managers):
-        conns = [conn for conn in manager.connections if conn.loop is loop]
-        if conns:
-            try:
-                manager._disconnect_many(conns, EXIT_TIMEOUT)
-            except Exception:
-                logger.error("closing connections at exit failed", exc_info=True)
+def _close_all_at_exit(home: Home, deadline: float) -> None:
+    # Run by the portal's exit hook before it stops connman's loop thread: flush and close what is
+    # open there. Connections on an application's loop are the application's to close.
+    conns = [conn for manager in list(_managers) for conn in manager.connections if conn.loop is home.loop]
+    if conns:
+        disconnect_many(conns, max(0.0, deadline - time.monotonic()))
 
 
-atexit.register(_close_all_at_exit)
+on_exit(_close_all_at_exit)
 
 if hasattr(os, "register_at_fork"):
 
     def _forget_all_in_child() -> None:
-        # A forked child shares the parent's sockets but not its loop thread: the parent's
-        # connections are the parent's. The child starts with empty registries.
         for manager in list(_managers):
-            manager._connections.clear()
-            for pool in manager._pools.values():
-                pool._members.clear()
-                pool._ids.clear()
-            manager._lock = threading.RLock()
+            manager._after_fork_in_child()
 
     os.register_at_fork(after_in_child=_forget_all_in_child)
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
+import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Unpack
 
 from . import _pick
 from ._options import ConnectOptions, check_timeout
-from ._thread import Wait, run_wait
-from .connection import Connection
-from .errors import NotConnected
+from ._portal import Signal, Wait, wait_until
+from ._state import State
+from .connection import Connection, disconnect_many
+from .errors import NotConnected, PoolNotFound
 
 if TYPE_CHECKING:
     from .manager import ConnectionManager
 
 __all__ = ["Pool"]
+
+_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
 
 class Pool:
@@ -25,15 +30,29 @@ class Pool:
     Every method is safe to call from any thread.
     """
 
-    __slots__ = ("_change", "_counter", "_ids", "_manager", "_members", "_name")
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_counter",
+        "_ids",
+        "_lock",
+        "_manager",
+        "_members",
+        "_name",
+        "_signal",
+    )
 
     def __init__(self, name: str, manager: ConnectionManager) -> None:
         self._name = name
         self._manager = manager
+        self._lock = threading.Lock()
         self._members: list[Connection] = []
         self._ids: list[bytes] = []
         self._counter = 0
-        self._change: asyncio.Future[None] | None = None
+        self._closed = False
+        #: Fired when membership changes and whenever a member changes (it relays their signals).
+        self._signal = Signal()
+        _pools.add(self)
 
     @property
     def name(self) -> str:
@@ -63,14 +82,31 @@ class Pool:
         handler: object = None,
         **options: Unpack[ConnectOptions],
     ) -> Connection:
-        """Open a managed connection and add it to this pool; the arguments are `connect()`'s."""
-        conn = self._manager._open(port, host, on_connect, on_data, on_reset, handler, options)
-        with self._manager._lock:
-            # Members to the same endpoint get distinct ids, so rendezvous hashing tells them apart.
-            same = sum(1 for member in self._members if member.endpoint == conn.endpoint)
+        """Open a managed connection and add it to this pool; the arguments are `connect()`'s.
+
+        Raises:
+            PoolNotFound: The pool was closed (`close()` or `remove_pool()`).
+        """
+        if self._closed:
+            raise PoolNotFound(f"pool {self._name!r} was closed; create a new one with create_pool()")
+        conn = self._manager.connect(
+            port, host, on_connect=on_connect, on_data=on_data, on_reset=on_reset, handler=handler, **options
+        )
+        with self._lock:
+            # Members to one endpoint get distinct ids, so that rendezvous hashing tells them apart:
+            # the lowest index that no current member to that endpoint holds. A member added after
+            # another was removed takes over the removed one's id, and so its keys.
+            prefix = f"{conn.endpoint}#".encode()
+            taken = {member_id for member_id in self._ids if member_id.startswith(prefix)}
+            index = 0
+            while prefix + str(index).encode() in taken:
+                index += 1
             self._members.append(conn)
-            self._ids.append(f"{conn.endpoint}#{same}".encode())
-        self._members_changed()
+            self._ids.append(prefix + str(index).encode())
+        conn.signal.add(self._signal.fire)
+        if conn.state is State.CLOSED:  # disconnected before it joined: it never stays
+            self.discard(conn)
+        self._signal.fire()
         return conn
 
     def remove(self, conn: Connection) -> None:
@@ -79,17 +115,23 @@ class Pool:
         Raises:
             ValueError: `conn` is not a member.
         """
-        with self._manager._lock:
-            if not self._discard(conn):
-                raise ValueError(f"{conn!r} is not a member of pool {self._name!r}")
+        if not self.discard(conn):
+            raise ValueError(f"{conn!r} is not a member of pool {self._name!r}")
 
-    def _discard(self, conn: Connection) -> bool:
-        try:
-            index = self._members.index(conn)
-        except ValueError:
-            return False
-        del self._members[index]
-        del self._ids[index]
+    def discard(self, conn: Connection) -> bool:
+        """Take `conn` out of the pool if it is a member; return whether it was.
+
+        The manager calls it when a member is disconnected.
+        """
+        with self._lock:
+            try:
+                index = self._members.index(conn)
+            except ValueError:
+                return False
+            del self._members[index]
+            del self._ids[index]
+        conn.signal.discard(self._signal.fire)
+        self._signal.fire()
         return True
 
     def connected(self) -> list[Connection]:
@@ -106,7 +148,7 @@ class Pool:
             NotConnected: No member is connected.
             TypeError: `key` is not str, bytes or int.
         """
-        with self._manager._lock:
+        with self._lock:
             members, ids = list(self._members), list(self._ids)
             live = [conn.is_connected for conn in members]
             if key is None:
@@ -120,47 +162,48 @@ class Pool:
     def disconnect(self, timeout: float | None = 10.0) -> Wait[bool]:
         """Disconnect every member (see `Connection.disconnect()`); the pool stays, empty.
 
+        Takes effect at the call, from any thread or loop.
+
         Returns:
-            A `Wait`: await it in async code to wait until every socket is closed; sync callers block.
+            A `Wait`: True once every member's socket is closed; sync callers block until then.
         """
         check_timeout(timeout)
-        return self._manager._disconnect_many(list(self._members), timeout)
+        return disconnect_many(list(self._members), timeout)
+
+    def close(self, timeout: float | None = 10.0) -> Wait[bool]:
+        """Disconnect every member and remove the pool from its manager (see `remove_pool()`)."""
+        check_timeout(timeout)
+        if not self._closed:
+            self._closed = True
+            if self._manager.pools.get(self._name) is self:
+                return self._manager.remove_pool(self._name, timeout)
+        return self.disconnect(timeout)
 
     def wait_any(self, timeout: float | None = None) -> Wait[Connection | None]:
         """Wait until a member is connected; its result is that member, or None on timeout.
 
-        The members must live on one event loop (they do unless you add them from several loops).
+        Works from any thread or loop, whatever loops the members live on.
         """
         check_timeout(timeout)
-        members = list(self._members)
-        loop = members[0].loop if members else self._manager._loop_for_caller()[0]
-        return run_wait(loop, lambda: self._wait_any(loop, timeout), timeout)
 
-    async def _wait_any(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> Connection | None:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    live = self.connected()
-                    if live:
-                        return live[0]
-                    if self._change is None or self._change.done():
-                        self._change = loop.create_future()
-                    changes: list[asyncio.Future[Any]] = [asyncio.shield(self._change)]
-                    changes += [conn.changed() for conn in self._members]
-                    try:
-                        await asyncio.wait(changes, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        for change in changes:
-                            change.cancel()
-        except TimeoutError:
-            return None
+        def first_connected() -> Connection | None:
+            live = self.connected()
+            return live[0] if live else None
 
-    def _members_changed(self) -> None:
-        change = self._change
-        if change is not None and not change.done():
-            change.get_loop().call_soon_threadsafe(_resolve, change)
+        return wait_until((self._signal,), first_connected, timeout, None)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._members.clear()
+        self._ids.clear()
+        self._signal = Signal()
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+if hasattr(os, "register_at_fork"):
+
+    def _empty_pools_in_child() -> None:
+        # The parent's connections are the parent's (see manager.py): a forked child's pools start empty.
+        for pool in list(_pools):
+            pool._after_fork_in_child()
+
+    os.register_at_fork(after_in_child=_empty_pools_in_child)

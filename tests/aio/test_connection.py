@@ -286,10 +286,10 @@ async def test_disconnect_after_giving_up(cm: connman.ConnectionManager) -> None
     conn = cm.connect(9, "127.0.0.1", backoff=FAST, max_attempts=3, on_give_up=gave_up.append)
     async with asyncio.timeout(BOUND):
         while conn.state is not State.FAILED:
-            await conn.changed()
+            await conn.wait_changed()
     assert len(gave_up) == 1 and isinstance(gave_up[0], ConnectionRefusedError)
     assert conn.stats.failed_attempts == 3
-    with pytest.raises(connman.GaveUp, match="gave up after 3 attempts"):
+    with pytest.raises(connman.GaveUp, match="gave up after 3 failed attempts"):
         conn.write(b"x")
     assert not await conn.wait_connected(1)
     assert await conn.disconnect()
@@ -303,7 +303,7 @@ async def test_reconnect_revives_a_failed_connection(
     conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=FAST, max_attempts=1)
     async with asyncio.timeout(BOUND):
         while conn.state is not State.FAILED:
-            await conn.changed()
+            await conn.wait_changed()
     await server.start()
     conn.reconnect()
     assert await conn.wait_connected(BOUND)

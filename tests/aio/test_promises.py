@@ -349,7 +349,7 @@ async def test_gave_up_after_max_attempts_says_so(
     with pytest.raises(connman.GaveUp) as info:
         conn.write(b"x")
     message = str(info.value)
-    assert "3 attempts" in message, message
+    assert "3 failed attempts" in message, message
     error: Any = info.value
     assert error.reason == "max_attempts"
     assert error.attempts == 3 == conn.stats.failed_attempts

@@ -151,8 +151,11 @@ def test_max_attempts_gives_up_with_the_last_error() -> None:
         m.handle(ConnectFailed(error=OSError("first"), now=0.0))
         m.handle(RetryDue())
     last = OSError("last")
-    assert m.handle(ConnectFailed(error=last, now=0.0)) == [NotifyGaveUp(error=last)]
+    assert m.handle(ConnectFailed(error=last, now=0.0)) == [
+        NotifyGaveUp(error=last, reason="max_attempts", attempts=3)
+    ]
     assert m.state is State.FAILED
+    assert m.give_up_reason == "max_attempts"
     assert m.last_error is last
 
 
@@ -228,7 +231,7 @@ def test_give_up_after_stops_before_an_attempt_would_start_past_the_deadline() -
     # Waits of 1, 2 s put attempts at 0, 1, 3 s; the next wait (4 s) would start one at 7 s > 6 s.
     assert delays == [1.0, 2.0]
     assert now == 3.0
-    assert actions == [NotifyGaveUp(error=ERROR)]
+    assert actions == [NotifyGaveUp(error=ERROR, reason="give_up_after", attempts=3)]
 
 
 def test_give_up_after_counts_from_the_loss_and_restarts_on_reconnect() -> None:
@@ -236,10 +239,13 @@ def test_give_up_after_counts_from_the_loss_and_restarts_on_reconnect() -> None:
     m.handle(ConnectSucceeded(now=0.0))
     m.handle(ConnectionLost(error=ERROR, now=100.0))  # down since 100; first wait 1 s
     m.handle(RetryDue())
-    assert m.handle(ConnectFailed(error=ERROR, now=101.0)) == [NotifyGaveUp(error=ERROR)]
+    assert m.handle(ConnectFailed(error=ERROR, now=101.0)) == [
+        NotifyGaveUp(error=ERROR, reason="give_up_after", attempts=1)
+    ]
     assert m.state is State.FAILED  # the next attempt would start at 103 > 102.5
     m.handle(ReconnectRequested())  # the application asks again: a fresh deadline
     assert m.down_since is None
+    assert m.give_up_reason is None
     # The deadline is fresh; the backoff goes on where it was (the wait it gave up before).
     assert m.handle(ConnectFailed(error=ERROR, now=500.0)) == [ScheduleRetry(delay=2.0)]
     assert m.down_since == 500.0

@@ -19,7 +19,7 @@ from tests.conftest import BOUND, FAST, MS, Recorder
 async def until_state(conn: connman.Connection, state: State) -> None:
     async with asyncio.timeout(BOUND):
         while conn.state is not state:
-            await conn.changed()
+            await conn.wait_changed()
 
 
 async def test_syn_blackhole_is_a_connect_timeout_then_recovers(
@@ -31,7 +31,7 @@ async def test_syn_blackhole_is_a_connect_timeout_then_recovers(
         )
         async with asyncio.timeout(BOUND):
             while conn.stats.failed_attempts < 2:
-                await conn.changed()
+                await conn.wait_changed()
         assert isinstance(conn.last_error, connman.ConnectTimeout)
         assert conn.last_error.errno is None  # ours, not a kernel ETIMEDOUT
         assert "timed out after 0.05 s (connect_timeout)" in str(conn.last_error)
@@ -56,7 +56,7 @@ async def test_dns_failure_then_success_through_the_resolver_hook(
     conn = cm.connect(server.port, "db.internal", **recorder.callbacks(), resolver=resolver, backoff=FAST)
     async with asyncio.timeout(BOUND):
         while conn.stats.failed_attempts < 1:
-            await conn.changed()
+            await conn.wait_changed()
     assert conn.last_cause is Cause.DNS
     assert isinstance(conn.last_error, socket.gaierror)
     await recorder.wait("connect")

@@ -96,7 +96,7 @@ async def test_user_timeout_finds_a_peer_that_leaves_writes_unacknowledged(
     # While the link is down, attempts time out (SYNs vanish): the cause says so.
     async with asyncio.timeout(5):
         while conn.stats.last_cause is not Cause.TIMEOUT:
-            await conn.changed()
+            await conn.wait_changed()
     netns.far_link(up=True)
     await recorder.wait("connect", 2, timeout=10)
 

@@ -111,13 +111,13 @@ async def test_5000_refused_attempts_leak_nothing(down_server: EchoServer) -> No
             warm = cm.connect(down_server.port, "127.0.0.1", backoff=QUICK, max_attempts=WARM_UP)
             async with asyncio.timeout(BOUND):
                 while warm.state is not State.FAILED:
-                    await warm.changed()
+                    await warm.wait_changed()
             await warm.disconnect()
             before = holdings()
             conn = cm.connect(down_server.port, "127.0.0.1", backoff=QUICK, max_attempts=CYCLES)
             async with asyncio.timeout(4 * BOUND):
                 while conn.state is not State.FAILED:
-                    await conn.changed()
+                    await conn.wait_changed()
             assert conn.stats.failed_attempts == CYCLES
             await conn.disconnect()
             ref = weakref.ref(conn)

@@ -63,7 +63,7 @@ async def test_a_refusing_target_resets_the_client(
         conn = cm.connect(proxy.port, "127.0.0.1", backoff=FAST)
         async with asyncio.timeout(BOUND):
             while conn.stats.resets < 1:
-                await conn.changed()
+                await conn.wait_changed()
         assert conn.stats.last_cause is Cause.RESET
         assert proxy.accepts >= 1
 

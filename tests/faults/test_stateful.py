@@ -73,7 +73,7 @@ class ConnectionUnderFaults(RuleBasedStateMachine):
                     self.note_state(state)
                     if state is State.CLOSED or (state is State.CONNECTED) == self.server.is_serving:
                         return
-                    await asyncio.wait([self.conn.changed()], timeout=0.01)
+                    await self.conn.wait_changed(0.01)
 
         self.run(settle())
 

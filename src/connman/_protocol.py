@@ -1,0 +1,170 @@
+"""The asyncio protocols of one attempt, and the socket set-up of a new transport.
+
+A protocol belongs to one attempt. It counts what it receives, hands each chunk to the connection's
+dispatcher and reports the rest through a narrow interface, `Link` (transport opened, lost, write
+paused or resumed, closed for good); it knows nothing else of the connection. Once the connection is
+done with it (`active` cleared), it is inert: nothing a stale transport reports can reach the
+application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import socket
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, Protocol, cast
+
+from ._options import Options
+
+__all__ = ["RECEIVE_BUFFER_SIZE", "Link", "ManagedProtocol", "new_protocol", "set_tcp_options"]
+
+
+class Link(Protocol):
+    """What a protocol tells its connection."""
+
+    def opened(self, protocol: ManagedProtocol) -> None:
+        """A transport is up (`protocol.transport`); the link aborts it if the attempt is stale."""
+
+    def lost(self, protocol: ManagedProtocol, exc: BaseException | None) -> None:
+        """The active transport went away (`exc` None: a clean EOF)."""
+
+    def closed(self, protocol: ManagedProtocol) -> None:
+        """A transport finished closing, active or not (for `wait_closed()` and the linger)."""
+
+    def writing_paused(self, paused: bool) -> None:
+        """The transport's send buffer went above (True) or back below (False) its water marks."""
+
+
+class ManagedProtocol(asyncio.Protocol):
+    """The protocol of one attempt; inert once `active` is cleared."""
+
+    __slots__ = ("active", "deliver", "link", "on_data", "received", "transport")
+
+    def __init__(self, link: Link, deliver: Callable[[Callable[[bytes], object], bytes], None], on_data: Any):
+        self.link = link
+        self.deliver = deliver
+        self.on_data = on_data
+        self.active = True
+        #: Bytes received on this transport and handed to `on_data`.
+        self.received = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        self.link.opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.active:
+            self.received += len(data)
+            self.deliver(self.on_data, data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too: a half-closed managed connection is a lost one
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        link = self.link
+        if self.active:
+            self.active = False
+            link.lost(self, exc)
+        link.closed(self)
+
+    def pause_writing(self) -> None:
+        if self.active:
+            self.link.writing_paused(True)
+
+    def resume_writing(self) -> None:
+        if self.active:
+            self.link.writing_paused(False)
+
+
+class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
+    """The receive path for the default event loop: asyncio reads into one reused buffer.
+
+    With a plain `Protocol`, asyncio's selector loop asks for a fresh 256 KiB `bytes` on every read
+    and then shrinks it; with a `BufferedProtocol` it calls `recv_into()` on a buffer we keep, and we
+    copy out only the bytes that arrived. One buffer serves every connection of a loop: the loop
+    calls `get_buffer()`, reads and calls `buffer_updated()` in one go, and `on_data` gets its own
+    copy before anything else can run. The buffer is an anonymous `mmap`, so it starts on a page
+    boundary (a `bytearray` does not, and that alone costs bulk reads about 40 %).
+    """
+
+    __slots__ = ("buffer",)
+
+    def __init__(
+        self,
+        link: Link,
+        deliver: Callable[[Callable[[bytes], object], bytes], None],
+        on_data: Any,
+        buffer: memoryview,
+    ) -> None:
+        super().__init__(link, deliver, on_data)
+        self.buffer = buffer
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.active:
+            self.received += nbytes
+            self.deliver(self.on_data, self.buffer[:nbytes].tobytes())
+
+
+RECEIVE_BUFFER_SIZE: Final = 256 * 1024
+
+#: CONNMAN_BUFFERED=0 uses a plain `Protocol` everywhere (for comparisons; see `_receive_buffer`).
+_USE_BUFFERED: Final = os.environ.get("CONNMAN_BUFFERED", "1") != "0"
+
+#: The shared receive buffer of each event loop that uses `BufferedManagedProtocol` (see there).
+_receive_buffers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _receive_buffer(loop: asyncio.AbstractEventLoop, options: Options) -> memoryview | None:
+    """The buffer for `BufferedManagedProtocol`, or None where a plain `Protocol` is faster or needed.
+
+    uvloop already reads into a buffer of its own and hands over `bytes`; TLS goes through asyncio's
+    SSL protocol, which has its own buffering. Set CONNMAN_BUFFERED=0 to use `Protocol` everywhere.
+    """
+    if not _USE_BUFFERED or "ssl" in options.create_connection or type(loop).__module__.startswith("uvloop"):
+        return None
+    buffer = _receive_buffers.get(loop)
+    if buffer is None:
+        buffer = _receive_buffers[loop] = memoryview(mmap.mmap(-1, RECEIVE_BUFFER_SIZE))
+    return buffer
+
+
+def new_protocol(
+    loop: asyncio.AbstractEventLoop,
+    options: Options,
+    link: Link,
+    deliver: Callable[[Callable[[bytes], object], bytes], None],
+    on_data: Any,
+) -> ManagedProtocol:
+    """The protocol for a new attempt: buffered on asyncio's default loop, plain elsewhere."""
+    buffer = _receive_buffer(loop, options)
+    if buffer is None:
+        return ManagedProtocol(link, deliver, on_data)
+    return BufferedManagedProtocol(link, deliver, on_data, buffer)
+
+
+def set_tcp_options(transport: asyncio.BaseTransport, options: Options) -> None:
+    """Apply `nodelay`, `keepalive` and `user_timeout` to a new TCP transport's socket."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    if not options.nodelay:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    if options.keepalive is not None:
+        idle, interval, count = options.keepalive
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; macOS has TCP_KEEPALIVE instead
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, max(1, round(idle)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, round(interval)))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    if options.user_timeout is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(options.user_timeout * 1000))
