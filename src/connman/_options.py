@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import ipaddress
 import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -443,25 +444,68 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+_HOST_ACCEPTED: Final = "a name, an IPv4 address or an IPv6 address (optionally in brackets)"
+
+
 def check_endpoint(port: object, host: object) -> Endpoint:
-    """Validate a port and a host; return them as an `Endpoint`."""
+    """Validate a port and a host; return them as an `Endpoint` (an IPv6 address without brackets)."""
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int in 1..65535, not {port!r}")
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be in 1..65535, not {port!r}")
     if not isinstance(host, str):
-        raise TypeError(f"host must be a str (a name or an address), not {host!r}")
+        raise TypeError(f"host must be a str ({_HOST_ACCEPTED}), not {host!r}")
     if not host or host != host.strip() or len(host) > 253:
         raise ValueError(f"host must be a non-empty name or address of at most 253 characters, not {host!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]  # "[::1]" is a common way to write an IPv6 address
     return _endpoint(int(port), host)
 
 
 @functools.lru_cache(maxsize=1024)
 def _endpoint(port: int, host: str) -> Endpoint:
-    # Endpoints are immutable: a pool of 10,000 connections to one server shares one.
-    return Endpoint(port, host)
+    # Endpoints are immutable: a pool of 10,000 connections to one server shares one, and checks its
+    # host once.
+    return Endpoint(port, _check_host(host))
+
+
+def _check_host(host: str) -> str:
+    """The host to connect to, brackets dropped; ValueError for what no resolver could ever resolve
+    (which would otherwise be retried forever as a DNS failure)."""
+    if host.startswith("["):
+        inner, bracket, after = host[1:].partition("]")
+        if not bracket or "[" in inner or "]" in after:
+            raise _bad_host(host, "unbalanced brackets")
+        if after:
+            port = after.removeprefix(":")
+            if after.startswith(":") and port.isdigit():
+                raise _bad_host(host, f"pass the port separately: port={int(port)}, host={inner!r}")
+            raise _bad_host(host, "nothing may follow the closing bracket")
+        if not inner:
+            raise _bad_host(host, "empty brackets")
+        if not _is_ipv6(inner):
+            raise _bad_host(host, "brackets hold an IPv6 address only")
+        return inner
+    if "[" in host or "]" in host:
+        raise _bad_host(host, "unbalanced brackets")
+    if ":" in host and not _is_ipv6(host):
+        if "://" in host:
+            raise _bad_host(host, "a URL: pass its host name alone")
+        name, _, port = host.rpartition(":")
+        if port.isdigit() and ":" not in name:
+            raise _bad_host(host, f"pass the port separately: port={int(port)}, host={name!r}")
+        raise _bad_host(host, "a host with ':' must be an IPv6 address")
+    return host
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)  # accepts a scope id: "fe80::1%eth0"
+    except ValueError:
+        return False
+    return True
+
+
+def _bad_host(host: str, why: str) -> ValueError:
+    return ValueError(f"host must be {_HOST_ACCEPTED}, not {host!r}; {why}")
 
 
 def check_timeout(value: object) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import ssl
 from typing import get_type_hints
@@ -62,6 +63,50 @@ def test_endpoints() -> None:
     assert check_endpoint(65535, "[::1]") == Endpoint(65535, "::1")
     assert str(Endpoint(80, "::1")) == "[::1]:80"
     assert str(Endpoint(80, "127.0.0.1")) == "127.0.0.1:80"
+
+
+HOST_ACCEPTED = r"host must be a name, an IPv4 address or an IPv6 address \(optionally in brackets\)"
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("127.0.0.1:8080", r"pass the port separately: port=8080, host='127\.0\.0\.1'"),
+        ("cache.local:11211", r"pass the port separately: port=11211, host='cache\.local'"),
+        ("[::1]:6379", r"pass the port separately: port=6379, host='::1'"),
+        ("[]", "empty brackets"),
+        ("[::1", "unbalanced brackets"),
+        ("::1]", "unbalanced brackets"),
+        ("[[::1]]", "unbalanced brackets"),
+        ("[::1]x", "nothing may follow the closing bracket"),
+        ("[127.0.0.1]", "brackets hold an IPv6 address only"),
+        ("[localhost]", "brackets hold an IPv6 address only"),
+        ("http://example.com", "a URL: pass its host name alone"),
+        ("::g", "a host with ':' must be an IPv6 address"),
+        ("cache:local", "a host with ':' must be an IPv6 address"),
+    ],
+)
+def test_a_host_no_resolver_could_resolve_is_refused(host: str, why: str) -> None:
+    # Accepted, these were retried forever as DNS failures.
+    with pytest.raises(ValueError, match=rf"^{HOST_ACCEPTED}, not {re.escape(repr(host))}; {why}$"):
+        check_endpoint(80, host)
+
+
+@pytest.mark.parametrize(
+    ("host", "connected_to"),
+    [
+        ("localhost", "localhost"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("::1", "::1"),
+        ("[::1]", "::1"),
+        ("fe80::1%eth0", "fe80::1%eth0"),
+        ("[fe80::1%eth0]", "fe80::1%eth0"),
+        ("::ffff:127.0.0.1", "::ffff:127.0.0.1"),
+        ("bücher.example", "bücher.example"),
+    ],
+)
+def test_names_and_addresses_are_accepted(host: str, connected_to: str) -> None:
+    assert check_endpoint(80, host) == Endpoint(80, connected_to)
 
 
 # ---- the declarations, and what is derived from them ------------------------------------------------
