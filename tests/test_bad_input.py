@@ -34,6 +34,18 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
     ("connect host '[::1'", lambda cm, p, c: cm.connect(80, "[::1"), ValueError, "unbalanced brackets"),
     ("connect host '[]'", lambda cm, p, c: cm.connect(80, "[]"), ValueError, "empty brackets"),
     (
+        "connect on_dta",
+        lambda cm, p, c: cm.connect(80, "h", on_dta=print),  # type: ignore[call-arg]
+        TypeError,
+        r"unknown option 'on_dta'; did you mean 'on_data'\?",
+    ),
+    (
+        "connect onData",
+        lambda cm, p, c: cm.connect(80, "h", onData=print),  # type: ignore[call-arg]
+        TypeError,
+        r"unknown option 'onData'; did you mean 'on_data'\?",
+    ),
+    (
         "add_connection host:port",
         lambda cm, p, c: p.add_connection(80, "cache.local:11211"),
         ValueError,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import functools
 import ipaddress
+import re
 import socket
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -39,6 +40,7 @@ from ._checks import (
 )
 
 __all__ = [
+    "CALLBACKS",
     "CONNECT_OPTIONS",
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_KEEPALIVE",
@@ -362,6 +364,11 @@ OPTIONS: Final[Mapping[str, Option]] = MappingProxyType(_declared())
 #: Every option name, for the error message of a misspelt one.
 CONNECT_OPTIONS: Final[frozenset[str]] = frozenset(OPTIONS)
 
+#: The keyword parameters of `connect()` besides the options: a misspelt one (`on_dta=`) lands in
+#: `**options`, so the suggestion for an unknown option must know them too.
+CALLBACKS: Final = ("on_connect", "on_data", "on_reset", "handler")
+
+
 # ---- the checked result ------------------------------------------------------------------------------
 
 
@@ -424,10 +431,23 @@ def check_options(options: Mapping[str, object]) -> Options:
     return Options(**ours, create_connection=MappingProxyType(passthrough))
 
 
+#: Arguments of `loop.create_connection` that connman cannot pass on, and why.
+_REFUSED: Final = {"sock": "connman opens a new socket for every attempt, so it cannot use yours"}
+
+
+def _snake_case(name: str) -> str:
+    """`onData` -> `on_data`: the node original's names, and camelCase habits, in Python's spelling."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
 def _unknown_option(name: str) -> TypeError:
-    close = difflib.get_close_matches(name, sorted(CONNECT_OPTIONS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else f"; accepted: {', '.join(sorted(CONNECT_OPTIONS))}"
-    return TypeError(f"unknown option {name!r}{hint}")
+    if name in _REFUSED:
+        return TypeError(f"unknown option {name!r}: {_REFUSED[name]}")
+    known = sorted([*CALLBACKS, *OPTIONS])
+    snake = _snake_case(name)
+    close = [snake] if snake in known else difflib.get_close_matches(snake, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"accepted: {', '.join(known)}"
+    return TypeError(f"unknown option {name!r}; {hint}")
 
 
 # ---- endpoints and timeouts --------------------------------------------------------------------------

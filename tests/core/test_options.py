@@ -25,6 +25,7 @@ from connman._checks import (
     Text,
 )
 from connman._options import (
+    CALLBACKS,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_OPTIONS,
     OPTIONS,
@@ -330,3 +331,43 @@ def test_only_options_without_a_range_have_no_bad_values() -> None:
     # A new option lands here only if every value of its type is meaningful: decide, then add it.
     unbounded = {option.name for option in OPTIONS.values() if not bad_values(option)}
     assert unbounded == {"backoff", "on_give_up", "on_error", "nodelay", "resolver", "ssl", "server_hostname"}
+
+
+# ---- unknown options -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [
+        ("on_dta", "on_data"),
+        ("on_conect", "on_connect"),
+        ("on_rest", "on_reset"),
+        ("handlr", "handler"),
+        # The node original's camelCase names, and the habit in general.
+        ("onData", "on_data"),
+        ("onConnect", "on_connect"),
+        ("onReset", "on_reset"),
+        ("connectTimeout", "connect_timeout"),
+        ("maxAttempts", "max_attempts"),
+        ("idle_timout", "idle_timeout"),
+    ],
+)
+def test_a_misspelt_name_gets_a_suggestion(name: str, meant: str) -> None:
+    # connect() passes a misspelt callback on in **options, so check_options must know the callbacks.
+    with pytest.raises(TypeError, match=rf"^unknown option '{name}'; did you mean '{meant}'\?$"):
+        check_options({name: print})
+
+
+def test_an_unknown_name_without_a_near_miss_lists_every_accepted_name() -> None:
+    with pytest.raises(TypeError) as info:
+        check_options({"xyzzy": 1})
+    accepted = str(info.value).split("; accepted: ")[1].split(", ")
+    assert accepted == sorted([*CALLBACKS, *OPTIONS])
+    assert {"on_connect", "on_data", "on_reset", "handler"} <= set(accepted)
+
+
+def test_sock_is_refused_with_the_reason() -> None:
+    with pytest.raises(
+        TypeError, match=r"^unknown option 'sock': connman opens a new socket for every attempt"
+    ):
+        check_options({"sock": object()})
