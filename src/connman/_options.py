@@ -6,7 +6,8 @@ argument and what is accepted, so nothing can fail later inside the retry loop. 
 
 Each option is declared once, as a field of `ConnectOptions`: its type, and in `Annotated` an `Option`
 giving its default, unit, check and a one-line doc. Derived from those declarations: `OPTIONS` (read by
-the validator `check_options()`) and `DEFAULT_OPTIONS`. `Options`, the checked result,
+the validator `check_options()`), `DEFAULT_OPTIONS`, the help appended to `connect()`'s docstring
+(`options_help()`) and the table in `docs/options.md` (`options_table()`). `Options`, the checked result,
 must stay a static class for mypy and for cheap attribute reads; a test fails if it and the declarations
 disagree.
 """
@@ -15,14 +16,16 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 import ipaddress
 import re
 import socket
 import ssl as _ssl
+import textwrap
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType, NoneType
-from typing import Annotated, Any, Final, TypedDict, get_args, get_type_hints
+from typing import Annotated, Any, Final, TypedDict, TypeVar, get_args, get_type_hints
 
 from ._backoff import Backoff, _check_seconds
 from ._checks import (
@@ -55,6 +58,9 @@ __all__ = [
     "check_endpoint",
     "check_options",
     "check_timeout",
+    "document_options",
+    "options_help",
+    "options_table",
 ]
 
 #: Seconds allowed for one attempt (resolution, TCP connect and TLS handshake together). The original
@@ -99,12 +105,19 @@ class Option:
     name: str = ""
     kind: object = None
 
+    @property
+    def default_text(self) -> str:
+        """The default, as the docs and the help show it: "33554432 (32 MiB)"."""
+        if self.unit == "bytes" and isinstance(self.default, int) and self.default >= 1 << 20:
+            return f"{self.default} ({self.default >> 20} MiB)"
+        return repr(self.default)
+
 
 class ConnectOptions(TypedDict, total=False):
     """The options `connect()` and `Pool.add_connection()` accept; see `docs/options.md`.
 
     This is the declaration of every option: its type, and in `Annotated` its default, unit, check and
-    doc. Everything else (validation, defaults) is derived from it.
+    doc. Everything else (validation, defaults, help text, the docs table) is derived from it.
     """
 
     connect_timeout: Annotated[
@@ -532,3 +545,72 @@ def check_timeout(value: object) -> None:
     """Validate the `timeout` argument of a waiting call: None (no limit) or seconds >= 0."""
     if value is not None:
         _check_seconds("timeout", value, positive=False)
+
+
+# ---- documentation, derived from the declarations ----------------------------------------------------
+
+
+def _describe(option: Option) -> tuple[str, str]:
+    """The option's help entry: its head (`"connect_timeout (seconds, default 10.0)"`) and its text."""
+    facts = [option.unit] if option.unit else []
+    facts.append(f"default {option.default_text}")
+    text = option.doc
+    if option.none:
+        text += f" None: {option.none}."
+    return f"{option.name} ({'; '.join(facts)})", text
+
+
+def options_help() -> str:
+    """The options as a docstring section (`Options:` then one indented entry each), for `help()`.
+
+    Its lines start at column 0: append it to a docstring cleaned with `inspect.cleandoc()` (as
+    `document_options()` does), which works whatever indentation the compiler left in the docstring.
+    """
+    sections = {
+        "Options (keyword-only, checked at the call; see docs/options.md)": False,
+        "Passed to loop.create_connection": True,
+    }
+    lines = []
+    for title, passthrough in sections.items():
+        lines.append(f"{title}:")
+        for option in OPTIONS.values():
+            if option.passthrough is passthrough:
+                head, text = _describe(option)
+                lines.append(
+                    textwrap.fill(f"{head}: {text}", 96, initial_indent=" " * 4, subsequent_indent=" " * 8)
+                )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def document_options(func: _F) -> _F:
+    """Append `options_help()` to `func`'s docstring (a decorator for the functions taking `**options`)."""
+    if func.__doc__ is not None:  # None under `python -OO`, which strips docstrings
+        func.__doc__ = f"{inspect.cleandoc(func.__doc__)}\n\n{options_help()}"
+    return func
+
+
+def options_table() -> str:
+    """The options as Markdown tables, ours then asyncio's, for docs/options.md (a test keeps the page
+    in step; `python tests/test_options_doc.py` rewrites it)."""
+    sections = {"connman's own": False, "Passed through to `loop.create_connection`": True}
+    lines = []
+    for title, passthrough in sections.items():
+        lines += [f"### {title}", "", "| option | default | unit | accepted | meaning | `None` means |"]
+        lines.append("|---|---|---|---|---|---|")
+        for option in OPTIONS.values():
+            if option.passthrough is passthrough:
+                cells = [
+                    f"`{option.name}`",
+                    f"`{option.default_text}`",
+                    option.unit or "-",
+                    option.check.accepted.replace(" or None", ", or `None`"),
+                    option.doc,
+                    option.none or "-",
+                ]
+                lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
