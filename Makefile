@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint bench bench-quick cov clean
+.PHONY: test demo lint docs bench bench-quick cov clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(BENCH_STAMP)
 # A reduced run that checks the benchmark works (CI runs it); no timing assertions.
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick
+
+# Rewrites the generated tables of docs/options.md from the declarations in connman._options.
+docs: $(STAMP)
+	$(BIN)/python tests/test_options_doc.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples bench

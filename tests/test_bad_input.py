@@ -25,6 +25,32 @@ CASES: list[tuple[str, Call, type[Exception], str]] = [
         "on_data must be callable",
     ),
     ("connect handler", lambda cm, p, c: cm.connect(80, "h", handler=1), TypeError, "handler must have"),
+    (
+        "connect host:port",
+        lambda cm, p, c: cm.connect(80, "127.0.0.1:8080"),
+        ValueError,
+        r"host must be a name, an IPv4 address or an IPv6 address .*; pass the port separately: port=8080",
+    ),
+    ("connect host '[::1'", lambda cm, p, c: cm.connect(80, "[::1"), ValueError, "unbalanced brackets"),
+    ("connect host '[]'", lambda cm, p, c: cm.connect(80, "[]"), ValueError, "empty brackets"),
+    (
+        "connect on_dta",
+        lambda cm, p, c: cm.connect(80, "h", on_dta=print),  # type: ignore[call-arg]
+        TypeError,
+        r"unknown option 'on_dta'; did you mean 'on_data'\?",
+    ),
+    (
+        "connect onData",
+        lambda cm, p, c: cm.connect(80, "h", onData=print),  # type: ignore[call-arg]
+        TypeError,
+        r"unknown option 'onData'; did you mean 'on_data'\?",
+    ),
+    (
+        "add_connection host:port",
+        lambda cm, p, c: p.add_connection(80, "cache.local:11211"),
+        ValueError,
+        "pass the port separately: port=11211, host='cache.local'",
+    ),
     ("get_connection port", lambda cm, p, c: cm.get_connection("80", "h"), TypeError, "port must be an int"),  # type: ignore[arg-type]
     ("create_pool 5", lambda cm, p, c: cm.create_pool(5), TypeError, "pool name must be a non-empty str"),  # type: ignore[arg-type]
     ("create_pool ''", lambda cm, p, c: cm.create_pool(""), ValueError, "pool name must be a non-empty str"),

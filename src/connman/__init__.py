@@ -20,7 +20,7 @@ from typing import Unpack
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
-from ._options import ConnectOptions, Endpoint
+from ._options import ConnectOptions, Endpoint, document_options
 from ._portal import Wait
 from ._state import State
 from ._stats import Stats
@@ -77,6 +77,7 @@ __all__ = [
 ]
 
 
+@document_options
 def connect(
     port: int,
     host: str,

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
-from ._options import ConnectOptions, check_endpoint, check_options, check_timeout
+from ._options import ConnectOptions, check_endpoint, check_options, check_timeout, document_options
 from ._portal import Home, Wait, home_for_caller, on_exit
 from .connection import Connection, disconnect_many
 from .errors import PoolExists, PoolNotFound
@@ -52,6 +52,7 @@ class ConnectionManager:
 
     # ---- connections -----------------------------------------------------------------------------
 
+    @document_options
     def connect(
         self,
         port: int,
@@ -76,8 +77,7 @@ class ConnectionManager:
                 connection if it takes an argument).
             handler: An object with `on_connect` / `on_data` / `on_reset` methods, instead of the
                 three callbacks.
-            **options: See `ConnectOptions` and `docs/options.md`: `connect_timeout`, `backoff`,
-                `max_attempts`, `on_give_up`, `on_error`, `nodelay`, `queue_while_down`, and those
+            **options: Every option below (also in `docs/options.md`): connman's own, and those
                 passed to `loop.create_connection` (`ssl`, `server_hostname`, `family`, ...).
 
         Raises:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Unpack
 
 from . import _pick
-from ._options import ConnectOptions, check_timeout
+from ._options import ConnectOptions, check_timeout, document_options
 from ._portal import Signal, Wait, wait_until
 from ._state import State
 from .connection import Connection, disconnect_many
@@ -71,6 +71,7 @@ class Pool:
     def __contains__(self, conn: object) -> bool:
         return conn in self._members
 
+    @document_options
     def add_connection(
         self,
         port: int,
