@@ -21,6 +21,9 @@ while down, never dropped in silence.
 **The high-water mark** is asyncio's 64 KiB, or `max_write_buffer` when that is smaller, so that a small
 limit is not checked only after 64 KiB piled up. Above it `write()` returns False.
 
+**The close linger.** A close flushes, sends FIN and waits for the peer to close, for at most
+`CLOSE_LINGER` seconds, then aborts.
+
 **The idle deadline** (`idle_timeout`) counts silence only while reading is not paused by connman: an
 async `on_data` that takes longer than the deadline pauses reading, and that pause is not the peer's
 silence. One timer per connection, re-armed when it fires, and a byte count compared at each check:
@@ -52,14 +55,14 @@ __all__ = [
     "admit_write",
     "high_water",
     "last_alive",
-    "linger",
 ]
 
 #: asyncio's own default high-water mark for a transport's write buffer (64 KiB); low is a quarter.
 DEFAULT_HIGH_WATER: Final = 64 * 1024
 
-#: After `disconnect()`, unsent bytes get this long, in seconds, to drain before the transport is
-#: aborted, so a peer that stopped reading cannot keep `wait_closed()` waiting forever.
+#: Seconds a close may take before the transport is aborted: flushing what was written, our FIN, and
+#: the peer's own close (see `_protocol.ManagedProtocol.close_gracefully`). A peer that stopped
+#: reading, or never closes, cannot keep `wait_closed()` waiting longer.
 CLOSE_LINGER: Final = 2.0
 
 
@@ -148,11 +151,6 @@ def last_alive(
     if user_timeout is not None:
         silent = user_timeout if silent is None else min(silent, user_timeout)
     return None if silent is None else now - silent
-
-
-def linger(buffered: int) -> float | None:
-    """Seconds to let `buffered` unsent bytes drain at close before aborting; None: close at once."""
-    return CLOSE_LINGER if buffered else None
 
 
 class Outbox:

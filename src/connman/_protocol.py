@@ -41,13 +41,14 @@ class Link(Protocol):
 class ManagedProtocol(asyncio.Protocol):
     """The protocol of one attempt; inert once `active` is cleared."""
 
-    __slots__ = ("active", "deliver", "link", "on_data", "received", "transport")
+    __slots__ = ("active", "deliver", "flushing", "link", "on_data", "received", "transport")
 
     def __init__(self, link: Link, deliver: Callable[[Callable[[bytes], object], bytes], None], on_data: Any):
         self.link = link
         self.deliver = deliver
         self.on_data = on_data
         self.active = True
+        self.flushing = False  # closing gracefully: see close_gracefully()
         #: Bytes received on this transport and handed to `on_data`.
         self.received = 0
         self.transport: asyncio.Transport | None = None
@@ -79,6 +80,40 @@ class ManagedProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.active:
             self.link.writing_paused(False)
+        elif self.flushing:
+            # Everything was handed to the kernel. Finish on the next turn: asyncio's selector
+            # transport is inside its write handler here, and must not be closed from it.
+            asyncio.get_running_loop().call_soon(self._finish_close)
+
+    def close_gracefully(self) -> None:
+        """Deactivate, flush, send FIN, and let the peer close; reading goes on until then.
+
+        What arrives meanwhile is dropped. Closing at once would be worse in two ways: asyncio's
+        `close()` stops reading, so a peer that answers what we send (most do) stops reading us when
+        its answers pile up unread and never gets the rest; and a socket closed with unread data
+        sends RST, which makes the peer's kernel drop what it had received and not yet read. The
+        caller bounds the whole with a timer that aborts (see `CLOSE_LINGER`).
+        """
+        self.active = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.flushing = True
+        if not transport.is_reading():  # paused for an async callback: the peer's FIN must be seen
+            transport.resume_reading()
+        # Resumed (resume_writing above) when the buffer is down to 0 bytes; paused at once if needed.
+        transport.set_write_buffer_limits(high=1, low=0)
+        if transport.get_write_buffer_size() == 0:
+            self._finish_close()
+
+    def _finish_close(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if transport.can_write_eof():
+            transport.write_eof()  # the peer reads to the end, then closes: eof_received closes ours
+        else:
+            transport.close()  # TLS: close() sends close_notify after the buffer
 
 
 class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):

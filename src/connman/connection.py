@@ -638,10 +638,10 @@ class Connection:
                 if self._attempt is not None:
                     self._attempt.cancel()
             case CloseTransport():
-                transport = self._transport
+                protocol = self._protocol
                 self._deactivate()
-                if transport is not None:
-                    self._close(transport)
+                if protocol is not None:
+                    self._close(protocol)
             case NotifyGaveUp(error=error, reason=reason, attempts=attempts):
                 logger.warning(
                     "giving up on %s (%s) after %d failed attempts: %r",
@@ -667,12 +667,29 @@ class Connection:
         self._transport = None
         self._writing_paused = False
 
-    def _close(self, transport: asyncio.Transport) -> None:
-        delay = _flow.linger(transport.get_write_buffer_size())
-        transport.close()
-        if delay is not None:
-            # Close flushes first; a peer that stopped reading must not hold the socket forever.
-            self._linger = self._home.loop.call_later(delay, transport.abort)
+    def _close(self, protocol: ManagedProtocol) -> None:
+        transport = protocol.transport
+        if transport is None:
+            return
+        protocol.close_gracefully()
+        # A peer that stopped reading, or never closes, must not hold the socket forever.
+        self._linger = self._home.loop.call_later(_flow.CLOSE_LINGER, self._abort_lingering, transport)
+
+    def _abort_lingering(self, transport: asyncio.Transport) -> None:
+        self._linger = None
+        unsent = transport.get_write_buffer_size()
+        if unsent:
+            logger.warning(
+                "closing the connection to %s: %d bytes still unsent after %.1f s; aborting",
+                self._endpoint,
+                unsent,
+                _flow.CLOSE_LINGER,
+            )
+        else:
+            logger.debug(
+                "x %s did not close within %.1f s of our FIN; aborting", self._endpoint, _flow.CLOSE_LINGER
+            )
+        transport.abort()
 
     def _retry_due(self) -> None:
         self._timer = None
