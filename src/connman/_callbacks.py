@@ -7,8 +7,9 @@ is paused: an async `on_data` gets backpressure for free. A callback asked for w
 (`conn.reconnect()` inside `on_data` asks for `on_reset`) waits in the same queue: callbacks of one
 connection never overlap, sync or async.
 
-A callback that raises is logged on the `connman` logger at ERROR with its traceback and handed to
-`on_error` if the application gave one; the connection carries on. Exceptions never disappear.
+A callback that raises is logged on the `connman` logger at ERROR with its traceback, and `on_error`,
+if the application gave one, runs next, in turn like any callback; the connection carries on.
+Exceptions never disappear.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ HOOKS: Final = ("on_connect", "on_data", "on_reset")
 SLOW_CALLBACK: Final = float(os.environ.get("CONNMAN_SLOW_CALLBACK", "0.1"))
 
 _clock: Final = time.perf_counter
+
+ON_ERROR: Final = "on_error"
 
 #: What connman catches from a callback.
 _CAUGHT: Final = (Exception,)
@@ -133,13 +136,15 @@ def resume_caller(resume: object, conn: object) -> Callable[[], object]:
 
 
 def report(name: str, exc: BaseException, on_error: Callable[[BaseException], object] | None) -> None:
-    """Log a failed callback and hand the exception to `on_error`; never raise."""
-    logger.error("%s callback failed", name, exc_info=exc)
+    """Log a failure and hand the exception to `on_error`, for code outside a `Dispatcher`.
+
+    Call it on the event loop. A dispatcher reports its own callbacks' failures, and from a `then`
+    it is better to raise: then `on_error` waits its turn with the connection's other callbacks.
+    Here it gets a dispatcher of its own, so it may overlap them.
+    """
+    _log_failure(name, exc)
     if on_error is not None:
-        try:
-            on_error(exc)
-        except Exception:
-            logger.error("on_error callback failed", exc_info=True)
+        Dispatcher(asyncio.get_running_loop(), None, _ignore).call(ON_ERROR, on_error, (exc,))
 
 
 def _one_argument(fn: Callable[..., object], args: tuple[object, ...]) -> Callable[[object], object]:
@@ -150,6 +155,10 @@ def _one_argument(fn: Callable[..., object], args: tuple[object, ...]) -> Callab
         return fn(*args)
 
     return call
+
+
+def _log_failure(name: str, exc: BaseException) -> None:
+    logger.error("%s callback failed", name, exc_info=exc)
 
 
 def _warn_slow(name: str, fn: Callable[..., object], elapsed: float) -> None:
@@ -259,13 +268,21 @@ class Dispatcher:
     #: `call("on_data", fn, (data,))`, without a frame of its own: the data path runs it once per read.
     deliver = _run
 
-    def _enqueue(self, call: _Call) -> None:
-        if self._queue is None:
-            self._queue = deque()
-        self._queue.append(call)
+    def _enqueue(self, call: _Call, first: bool = False) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if first:
+            queue.appendleft(call)
+        else:
+            queue.append(call)
 
     def _failed(self, name: str, exc: BaseException) -> None:
-        report(name, exc, self._on_error)
+        _log_failure(name, exc)
+        on_error = self._on_error
+        if on_error is not None and name != ON_ERROR:  # on_error's own failure is only logged
+            # Next in line, ahead of what the failed callback asked for: it is about that callback.
+            self._enqueue((on_error, exc, ON_ERROR, None), first=True)
 
     def _await_in_task(self, name: str, awaitable: Awaitable[object], then: Then | None) -> None:
         already_busy = self._task is not None  # one async callback handing over to the next

@@ -1,7 +1,8 @@
 """The dispatcher's promises: one connection's callbacks run one at a time, in order, on one path.
 
 Callbacks of one connection never overlap, even when one asks for another, and every callback,
-queued or not, sync or async, goes through one path (the slow-callback warning, catching, reporting).
+queued or not, sync or async, `on_error` included, goes through one path (the slow-callback
+warning, catching, reporting).
 """
 
 from __future__ import annotations
@@ -46,6 +47,81 @@ async def test_a_sync_callback_queued_behind_an_async_one_is_warned_about_when_s
         await rec.wait("reset")
     messages = [r.getMessage() for r in caplog.records]
     assert any("on_reset callback" in m and "sluggish_on_reset blocked the event loop" in m for m in messages)
+
+
+# ---- on_error is a callback like the others ------------------------------------------------------
+
+
+async def test_an_async_on_error_is_awaited(server: EchoServer, cm: connman.ConnectionManager) -> None:
+    rec = Recorder()
+
+    def on_connect(conn: connman.Connection) -> None:
+        raise RuntimeError("boom")
+
+    async def on_error(exc: BaseException) -> None:
+        await asyncio.sleep(0)
+        rec.add("error", exc)
+
+    cm.connect(server.port, "127.0.0.1", on_connect=on_connect, on_error=on_error)
+    await rec.wait("error")
+    assert [str(exc) for _, exc in rec.events] == ["boom"]
+
+
+async def test_on_error_runs_right_after_the_failed_callback_and_never_overlaps(
+    server: EchoServer, cm: connman.ConnectionManager
+) -> None:
+    rec = Recorder()
+    release = asyncio.Event()
+
+    def on_data(data: bytes) -> None:
+        rec.add("data")
+        if rec.count("data") == 1:
+            conn.reconnect()  # asks for on_reset, which must wait for on_error
+            raise ValueError("boom in on_data")
+
+    async def on_error(exc: BaseException) -> None:
+        rec.add("error-start")
+        await release.wait()
+        rec.add("error-end")
+
+    conn = cm.connect(
+        server.port,
+        "127.0.0.1",
+        on_connect=lambda conn: rec.add("connect"),
+        on_data=on_data,
+        on_reset=lambda: rec.add("reset"),
+        on_error=on_error,
+        backoff=SLOW,
+    )
+    assert await conn.wait_connected(BOUND)
+    conn.write(b"x")
+    await rec.wait("error-start")
+    release.set()
+    await rec.wait("connect", 2)
+    assert rec.kinds() == ["connect", "data", "error-start", "error-end", "reset", "connect"]
+
+
+async def test_an_async_on_error_that_raises_is_only_logged(
+    server: EchoServer, cm: connman.ConnectionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+
+    def on_connect(conn: connman.Connection) -> None:
+        raise RuntimeError("boom")
+
+    async def on_error(exc: BaseException) -> None:
+        await asyncio.sleep(0)
+        rec.add("error", exc)
+        raise RuntimeError("on_error broke")  # in the same step: logged before the test wakes
+
+    with caplog.at_level(logging.ERROR, logger="connman"):
+        cm.connect(server.port, "127.0.0.1", on_connect=on_connect, on_error=on_error)
+        await rec.wait("error")
+    assert rec.count("error") == 1  # not called again with its own failure
+    assert [r.getMessage() for r in caplog.records] == [
+        "on_connect callback failed",
+        "on_error callback failed",
+    ]
 
 
 # ---- no overlap: a callback asked for by another one runs after it -----------------------------
