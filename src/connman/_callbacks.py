@@ -9,7 +9,10 @@ connection never overlap, sync or async.
 
 A callback that raises is logged on the `connman` logger at ERROR with its traceback, and `on_error`,
 if the application gave one, runs next, in turn like any callback; the connection carries on.
-Exceptions never disappear.
+Exceptions never disappear. That includes `SystemExit` and `KeyboardInterrupt`: raised on the event
+loop they would end it (and with it connman's loop thread, for sync users) while every connection
+still looked connected. `asyncio.CancelledError` is not caught: it is how `disconnect()` stops an
+async callback.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ _clock: Final = time.perf_counter
 
 ON_ERROR: Final = "on_error"
 
-#: What connman catches from a callback.
-_CAUGHT: Final = (Exception,)
+#: What connman catches from a callback: everything but the loop's own control flow (see above).
+_CAUGHT: Final = (Exception, SystemExit, KeyboardInterrupt)
 
 #: What runs with a callback's result, once known; what it raises counts as the callback's failure.
 Then: TypeAlias = Callable[[object], None]
@@ -158,7 +161,16 @@ def _one_argument(fn: Callable[..., object], args: tuple[object, ...]) -> Callab
 
 
 def _log_failure(name: str, exc: BaseException) -> None:
-    logger.error("%s callback failed", name, exc_info=exc)
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        logger.error(
+            "%s callback failed: it raised %s, which did not end the program (connman catches what"
+            " a callback raises, so that the event loop and its connections carry on)",
+            name,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+    else:
+        logger.error("%s callback failed", name, exc_info=exc)
 
 
 def _warn_slow(name: str, fn: Callable[..., object], elapsed: float) -> None:
@@ -253,7 +265,7 @@ class Dispatcher:
             except _CAUGHT as exc:
                 self._failed(name, exc)
             except BaseException:
-                self._running = False  # not ours to catch: stay usable, let it through
+                self._running = False  # not ours to catch (a CancelledError): stay usable, let it through
                 raise
             finally:
                 if SLOW_CALLBACK > 0 and (elapsed := _clock() - started) > SLOW_CALLBACK:

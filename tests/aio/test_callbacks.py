@@ -1,18 +1,24 @@
-"""The dispatcher's promises: one connection's callbacks run one at a time, in order, on one path.
+"""The dispatcher's promises: one at a time, in order, every failure reported, the loop never ended.
 
-Callbacks of one connection never overlap, even when one asks for another, and every callback,
-queued or not, sync or async, `on_error` included, goes through one path (the slow-callback
-warning, catching, reporting).
+Callbacks of one connection never overlap, even when one asks for another; every callback, queued
+or not, sync or async, goes through one path (slow-callback warning, catching, `on_error`); and what
+a callback raises, `SystemExit` and `KeyboardInterrupt` included, never ends the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+import uvloop
 
 import connman
 from connman.testing import EchoServer
@@ -251,3 +257,149 @@ async def test_an_async_callback_cancelled_before_it_started_is_closed(
     assert await conn.disconnect(BOUND)
     assert rec.kinds() == []
     # Had its coroutine been left unclosed, collecting it would warn "never awaited" (an error here).
+
+
+# ---- exceptions that end threads do not end the loop -------------------------------------------
+
+LOOPS = pytest.mark.parametrize(
+    "new_loop", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+
+
+def run_on(new_loop: Callable[[], asyncio.AbstractEventLoop], scenario: Callable[[], object]) -> None:
+    """Run `scenario()` on a loop of its own; an exception escaping the loop fails the test.
+
+    (A KeyboardInterrupt reaching pytest would end the whole session, not just this test.)
+    """
+    try:
+        with asyncio.Runner(loop_factory=new_loop) as runner:
+            runner.run(scenario())  # type: ignore[arg-type]
+    except (SystemExit, KeyboardInterrupt) as exc:
+        pytest.fail(f"{exc!r} escaped the event loop")
+
+
+@LOOPS
+@pytest.mark.parametrize("exit_exception", [SystemExit(3), KeyboardInterrupt()], ids=repr)
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_system_exit_and_keyboard_interrupt_in_a_callback_are_reported_and_the_connection_carries_on(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+    exit_exception: BaseException,
+    kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> None:
+        rec = Recorder()
+
+        def record(data: bytes) -> None:
+            if data == b"boom":
+                raise exit_exception
+            rec.on_data(data)
+
+        async def record_later(data: bytes) -> None:
+            await asyncio.sleep(0)
+            record(data)
+
+        async with EchoServer() as server, connman.ConnectionManager() as cm:
+            conn = cm.connect(
+                server.port,
+                "127.0.0.1",
+                on_data=record if kind == "sync" else record_later,
+                on_error=lambda exc: rec.add("error", exc),
+                backoff=SLOW,
+            )
+            assert await conn.wait_connected(BOUND)
+            conn.write(b"boom")
+            await rec.wait("error")
+            conn.write(b"ping")
+            await rec.wait_bytes(4)
+            assert bytes(rec.data) == b"ping"
+            assert conn.is_connected and conn.stats.connects == 1
+
+        assert [exc for kind, exc in rec.events if kind == "error"] == [exit_exception]
+
+    with caplog.at_level(logging.ERROR, logger="connman"):
+        run_on(new_loop, scenario)
+    (record,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert record.getMessage().startswith(
+        f"on_data callback failed: it raised {type(exit_exception).__name__}, which did not end the program"
+    )
+    assert record.exc_info is not None and record.exc_info[1] is exit_exception
+
+
+@LOOPS
+def test_an_async_callback_cancelled_by_disconnect_is_not_reported(
+    new_loop: Callable[[], asyncio.AbstractEventLoop], caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        rec = Recorder()
+
+        async def on_data(data: bytes) -> None:
+            rec.add("data")
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                rec.add("cancelled")
+                raise
+
+        async with EchoServer() as server, connman.ConnectionManager() as cm:
+            conn = cm.connect(
+                server.port, "127.0.0.1", on_data=on_data, on_error=lambda exc: rec.add("error", exc)
+            )
+            assert await conn.wait_connected(BOUND)
+            conn.write(b"x")
+            await rec.wait("data")
+            assert await conn.disconnect()
+            assert rec.kinds() == ["data", "cancelled"]
+
+    with caplog.at_level(logging.ERROR, logger="connman"):
+        run_on(new_loop, scenario)
+    assert caplog.records == []
+
+
+def run_script(tmp_path: Path, source: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `source` as a plain script with the connman under test (not whichever one is installed)."""
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(source))
+    src = str(Path(connman.__file__).resolve().parents[1])
+    env = {**os.environ, **env, "PYTHONPATH": src}
+    return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30, env=env)
+
+
+@pytest.mark.parametrize("uvloop_env", ["0", "1"], ids=["asyncio", "uvloop"])
+def test_sys_exit_in_a_sync_on_data_leaves_the_loop_thread_running(tmp_path: Path, uvloop_env: str) -> None:
+    done = run_script(
+        tmp_path,
+        """
+        import sys, threading
+        import connman
+        from connman.testing import ServerThread
+
+        server = ServerThread().start()
+        exited = threading.Event()
+        echoed = threading.Event()
+        received = bytearray()
+
+        def on_data(data):
+            if not exited.is_set():
+                exited.set()
+                sys.exit(3)
+            received.extend(data)
+            if len(received) >= 4:
+                echoed.set()
+
+        conn = connman.connect(server.port, "127.0.0.1", on_data=on_data)
+        assert conn.wait_connected(5)
+        conn.write(b"boom")
+        assert exited.wait(5)
+        conn.write(b"ping")
+        assert echoed.wait(5), "no echo after sys.exit() in on_data"
+        assert bytes(received) == b"ping" and conn.is_connected
+        assert conn.disconnect()
+        server.close()
+        print("carried on")
+        """,
+        {"CONNMAN_UVLOOP": uvloop_env},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "carried on\n"
+    assert "on_data callback failed: it raised SystemExit, which did not end the program" in done.stderr
