@@ -1,24 +1,31 @@
-"""Adapt the application's callbacks, and run them in order, isolated from the manager.
+"""Adapt the application's callbacks, and run them one at a time, in order, isolated from the manager.
 
 A callback may be a plain function or a coroutine function (anything returning an awaitable). Plain
-calls run inline, which costs nothing on the data path. An awaitable result is awaited in a task, and
+calls run inline, which costs little on the data path. An awaitable result is awaited in a task, and
 until it finishes every later callback of the same connection waits in a queue, in order, and reading
-is paused: an async `on_data` gets backpressure for free.
+is paused: an async `on_data` gets backpressure for free. A callback asked for while another one runs
+(`conn.reconnect()` inside `on_data` asks for `on_reset`) waits in the same queue: callbacks of one
+connection never overlap, sync or async.
 
-A callback that raises is logged on the `connman` logger at ERROR with its traceback and handed to
-`on_error` if the application gave one; the connection carries on. Exceptions never disappear.
+A callback that raises is logged on the `connman` logger at ERROR with its traceback, and `on_error`,
+if the application gave one, runs next, in turn like any callback; the connection carries on.
+Exceptions never disappear. That includes `SystemExit` and `KeyboardInterrupt`: raised on the event
+loop they would end it (and with it connman's loop thread, for sync users) while every connection
+still looked connected. `asyncio.CancelledError` is not caught: it is how `disconnect()` stops an
+async callback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeAlias
 
 __all__ = ["Callbacks", "Dispatcher", "Handler", "resolve_callbacks", "resume_caller"]
 
@@ -32,6 +39,15 @@ HOOKS: Final = ("on_connect", "on_data", "on_reset")
 SLOW_CALLBACK: Final = float(os.environ.get("CONNMAN_SLOW_CALLBACK", "0.1"))
 
 _clock: Final = time.perf_counter
+
+ON_ERROR: Final = "on_error"
+
+#: What connman catches from a callback: everything but the loop's own control flow (see above).
+_CAUGHT: Final = (Exception, SystemExit, KeyboardInterrupt)
+
+#: What runs with a callback's result, once known; what it raises counts as the callback's failure.
+Then: TypeAlias = Callable[[object], None]
+_Call: TypeAlias = tuple[Callable[[Any], object], object, str, Then | None]  # the arguments of `_run`
 
 
 class Handler(Protocol):
@@ -123,13 +139,38 @@ def resume_caller(resume: object, conn: object) -> Callable[[], object]:
 
 
 def report(name: str, exc: BaseException, on_error: Callable[[BaseException], object] | None) -> None:
-    """Log a failed callback and hand the exception to `on_error`; never raise."""
-    logger.error("%s callback failed", name, exc_info=exc)
+    """Log a failure and hand the exception to `on_error`, for code outside a `Dispatcher`.
+
+    Call it on the event loop. A dispatcher reports its own callbacks' failures, and from a `then`
+    it is better to raise: then `on_error` waits its turn with the connection's other callbacks.
+    Here it gets a dispatcher of its own, so it may overlap them.
+    """
+    _log_failure(name, exc)
     if on_error is not None:
-        try:
-            on_error(exc)
-        except Exception:
-            logger.error("on_error callback failed", exc_info=True)
+        Dispatcher(asyncio.get_running_loop(), None, _ignore).call(ON_ERROR, on_error, (exc,))
+
+
+def _one_argument(fn: Callable[..., object], args: tuple[object, ...]) -> Callable[[object], object]:
+    """`fn(*args)` as a call with one (ignored) argument, the data path's shape; named as `fn`."""
+
+    @functools.wraps(fn)
+    def call(_: object) -> object:
+        return fn(*args)
+
+    return call
+
+
+def _log_failure(name: str, exc: BaseException) -> None:
+    if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+        logger.error(
+            "%s callback failed: it raised %s, which did not end the program (connman catches what"
+            " a callback raises, so that the event loop and its connections carry on)",
+            name,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+    else:
+        logger.error("%s callback failed", name, exc_info=exc)
 
 
 def _warn_slow(name: str, fn: Callable[..., object], elapsed: float) -> None:
@@ -143,9 +184,16 @@ def _warn_slow(name: str, fn: Callable[..., object], elapsed: float) -> None:
 
 
 class Dispatcher:
-    """Run one connection's callbacks in order; awaitable results one at a time."""
+    """Run one connection's callbacks one at a time, in the order they were asked for.
 
-    __slots__ = ("_busy", "_loop", "_on_busy", "_on_error", "_queue", "_task")
+    One path runs them all: `_run` calls a callback, times it, and catches and reports what it
+    raises, then runs what was asked for meanwhile, in order, until a callback returns an awaitable;
+    `_await` awaits that in a task and hands what queued meanwhile back to `_run`. From the call to
+    the end of the await, `_running` is set and every new call queues, so callbacks never overlap,
+    even when one asks for another (`conn.reconnect()` inside `on_data` asks for `on_reset`).
+    """
+
+    __slots__ = ("_loop", "_on_busy", "_on_error", "_queue", "_running", "_task")
 
     def __init__(
         self,
@@ -157,113 +205,31 @@ class Dispatcher:
         self._on_error = on_error
         self._on_busy = on_busy
         # Made on first use: most connections never queue a callback, and an empty deque is 600 bytes.
-        self._queue: deque[tuple[str, Callable[..., object], tuple[object, ...], Any]] | None = None
+        self._queue: deque[_Call] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._busy = False
+        self._running = False
 
     @property
     def busy(self) -> bool:
-        """Whether an async callback is running (so later calls are queued)."""
-        return self._busy
+        """Whether an async callback is being awaited (reading is paused, later calls are queued)."""
+        return self._task is not None
 
     def call(
         self,
         name: str,
         fn: Callable[..., object],
         args: tuple[object, ...] = (),
-        then: Callable[[object], None] | None = None,
+        then: Then | None = None,
     ) -> None:
-        """Call `fn(*args)` now, or after the callbacks queued before it; give its result to `then`."""
-        if self._busy:
-            if self._queue is None:
-                self._queue = deque()
-            self._queue.append((name, fn, args, then))
-            return
-        self._run(name, fn, args, then)
+        """Call `fn(*args)` now, or once the callbacks running and queued before it are done.
 
-    def deliver(self, fn: Callable[[bytes], object], data: bytes) -> None:
-        """`call("on_data", fn, (data,))`, specialised: the data path runs this once per read."""
-        if self._busy:
-            self.call("on_data", fn, (data,))  # queued behind the async callback running
-            return
-        started = _clock()
-        try:
-            result = fn(data)
-        except Exception as exc:
-            report("on_data", exc, self._on_error)
-            return
-        finally:
-            if SLOW_CALLBACK > 0 and (elapsed := _clock() - started) > SLOW_CALLBACK:
-                _warn_slow("on_data", fn, elapsed)
-        if result is not None and inspect.isawaitable(result):
-            self._await_in_task("on_data", result, None)
-
-    def _run(
-        self,
-        name: str,
-        fn: Callable[..., object],
-        args: tuple[object, ...],
-        then: Callable[[object], None] | None,
-    ) -> None:
-        started = time.perf_counter()
-        try:
-            result = fn(*args)
-        except Exception as exc:
-            report(name, exc, self._on_error)
-            return
-        finally:
-            elapsed = time.perf_counter() - started
-            if elapsed > SLOW_CALLBACK > 0:
-                _warn_slow(name, fn, elapsed)
-        if inspect.isawaitable(result):
-            self._await_in_task(name, result, then)
-        elif then is not None:
-            then(result)
-
-    def _await_in_task(
-        self, name: str, result: Awaitable[object], then: Callable[[object], None] | None
-    ) -> None:
-        self._busy = True
-        self._on_busy(True)
-        task = self._task = self._loop.create_task(self._await(name, result, then))
-        # A done callback, not a `finally`: a task cancelled before its first step never runs
-        # its body, and the application's coroutine inside it must still be closed.
-        task.add_done_callback(lambda task: self._finished(task, result))
-
-    async def _await(
-        self, name: str, awaitable: Awaitable[object], then: Callable[[object], None] | None
-    ) -> None:
-        while True:
-            try:
-                result = await awaitable
-            except Exception as exc:
-                report(name, exc, self._on_error)
-            else:
-                if then is not None:
-                    then(result)
-            # Drain what queued up meanwhile, inline while it stays synchronous.
-            while self._queue:
-                name, fn, args, then = self._queue.popleft()
-                try:
-                    result = fn(*args)
-                except Exception as exc:
-                    report(name, exc, self._on_error)
-                    continue
-                if inspect.isawaitable(result):
-                    awaitable = result
-                    break
-                if then is not None:
-                    then(result)
-            else:
-                return
-
-    def _finished(self, task: asyncio.Task[None], first: object) -> None:
-        if inspect.iscoroutine(first) and inspect.getcoroutinestate(first) == inspect.CORO_CREATED:
-            first.close()  # cancelled before it started: no "coroutine was never awaited"
-        if self._task is task:
-            self._task = None
-            self._busy = False
-            self._on_busy(False)
+        `then(result)` runs with the result (awaited first, if it is awaitable); an exception it
+        raises is reported as a failure of `name`, as if `fn` had raised it.
+        """
+        if len(args) == 1:
+            self._run(fn, args[0], name, then)
+        else:
+            self._run(_one_argument(fn, args), None, name, then)
 
     def clear(self) -> asyncio.Task[None] | None:
         """Drop queued callbacks and cancel a running async one (unless we are inside it).
@@ -276,3 +242,91 @@ class Dispatcher:
         if task is not None and task is not asyncio.current_task(self._loop):
             task.cancel()
         return task
+
+    def _run(
+        self,
+        fn: Callable[[Any], object],
+        arg: object,
+        name: str = "on_data",
+        then: Then | None = None,
+    ) -> None:
+        if self._running:
+            self._enqueue((fn, arg, name, then))
+            return
+        self._running = True
+        while True:
+            started = _clock()
+            try:
+                result = fn(arg)
+                if result is not None and inspect.isawaitable(result):
+                    break
+                if then is not None:
+                    then(result)
+            except _CAUGHT as exc:
+                self._failed(name, exc)
+            except BaseException:
+                self._running = False  # not ours to catch (a CancelledError): stay usable, let it through
+                raise
+            finally:
+                if SLOW_CALLBACK > 0 and (elapsed := _clock() - started) > SLOW_CALLBACK:
+                    _warn_slow(name, fn, elapsed)
+            queue = self._queue
+            if not queue:
+                self._running = False  # (a task handing over to us ends the turn itself: `_await`)
+                return
+            fn, arg, name, then = queue.popleft()
+        self._await_in_task(name, result, then)
+
+    #: `call("on_data", fn, (data,))`, without a frame of its own: the data path runs it once per read.
+    deliver = _run
+
+    def _enqueue(self, call: _Call, first: bool = False) -> None:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        if first:
+            queue.appendleft(call)
+        else:
+            queue.append(call)
+
+    def _failed(self, name: str, exc: BaseException) -> None:
+        _log_failure(name, exc)
+        on_error = self._on_error
+        if on_error is not None and name != ON_ERROR:  # on_error's own failure is only logged
+            # Next in line, ahead of what the failed callback asked for: it is about that callback.
+            self._enqueue((on_error, exc, ON_ERROR, None), first=True)
+
+    def _await_in_task(self, name: str, awaitable: Awaitable[object], then: Then | None) -> None:
+        already_busy = self._task is not None  # one async callback handing over to the next
+        task = self._task = self._loop.create_task(self._await(name, awaitable, then))
+        # A done callback, not a `finally`: a task cancelled before its first step never runs
+        # its body, and the application's coroutine inside it must still be closed.
+        task.add_done_callback(lambda task: self._finished(task, awaitable))
+        if not already_busy:
+            self._on_busy(True)
+
+    async def _await(self, name: str, awaitable: Awaitable[object], then: Then | None) -> None:
+        try:
+            result = await awaitable
+            if then is not None:
+                then(result)
+        except _CAUGHT as exc:
+            self._failed(name, exc)
+        # The turn goes on with what queued meanwhile, and ends here, in this step: a call made
+        # between the end of this body and `_finished` would otherwise queue and wait for nothing.
+        if self._queue:
+            self._running = False
+            self._run(*self._queue.popleft())  # it may hand over to a task of its own
+        if self._task is asyncio.current_task(self._loop):
+            self._end_await()
+
+    def _finished(self, task: asyncio.Task[None], awaitable: Awaitable[object]) -> None:
+        if inspect.iscoroutine(awaitable) and inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED:
+            awaitable.close()  # cancelled before it started: no "coroutine was never awaited"
+        if self._task is task:  # cancelled (or ended by an exception we let through)
+            self._end_await()
+
+    def _end_await(self) -> None:
+        self._task = None
+        self._running = False
+        self._on_busy(False)
