@@ -110,10 +110,13 @@ class ManagedProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if transport.can_write_eof():
-            transport.write_eof()  # the peer reads to the end, then closes: eof_received closes ours
-        else:
+        if not transport.can_write_eof():
             transport.close()  # TLS: close() sends close_notify after the buffer
+            return
+        try:
+            transport.write_eof()  # the peer reads to the end, then closes: eof_received closes ours
+        except OSError:  # reset already (ENOTCONN): nothing left to say
+            transport.abort()
 
 
 class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):

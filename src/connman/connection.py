@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from . import _flow
-from ._callbacks import Callbacks, Dispatcher, report, resume_caller
+from ._callbacks import Callbacks, Dispatcher, resume_caller
 from ._causes import Cause
 from ._dial import dial
 from ._flow import Admit, IdleWatch, Outbox, admit_write
@@ -800,12 +800,9 @@ class Connection:
         return self._callbacks.on_connect(self)
 
     def _set_resume(self, result: object) -> None:
-        if result is None:
-            return
-        try:
+        # A TypeError (on_reset returned something not callable) is reported as on_reset's failure.
+        if result is not None:
             self._resume = resume_caller(result, self)
-        except TypeError as exc:
-            report("on_reset", exc, self._callbacks.on_error)
 
     def _callbacks_busy(self, busy: bool) -> None:
         # While an async callback runs, reading is paused: back-pressure for an async on_data. That
