@@ -43,8 +43,9 @@ from collections import deque
 from typing import Final
 
 from ._causes import Cause, classify
-from ._state import State
-from .errors import IdleTimeout
+from ._options import Options
+from ._state import ConnectionMachine, State
+from .errors import BufferFull, ConnmanError, Disconnected, GaveUp, IdleTimeout, NotConnected, QueueFull
 
 __all__ = [
     "CLOSE_LINGER",
@@ -55,6 +56,7 @@ __all__ = [
     "admit_write",
     "high_water",
     "last_alive",
+    "refusal",
 ]
 
 #: asyncio's own default high-water mark for a transport's write buffer (64 KiB); low is a quarter.
@@ -117,6 +119,49 @@ def admit_write(
     if queued + size > queue_limit:
         return Admit.QUEUE_FULL
     return QUEUE
+
+
+def refusal(
+    verdict: Admit,
+    endpoint: object,
+    size: int,
+    unflushed: int,
+    queued: int,
+    machine: ConnectionMachine,
+    options: Options,
+) -> ConnmanError:
+    """The exception that tells the writer why `verdict` refused its write of `size` bytes."""
+    if verdict is Admit.BUFFER_FULL:
+        return BufferFull(
+            f"write of {size} bytes to {endpoint} would make {unflushed + size} bytes unsent, past"
+            f" max_write_buffer={options.max_write_buffer} ({unflushed} unsent already: the peer"
+            " is not reading fast enough); wait for wait_writable()"
+        )
+    if verdict is Admit.DISCONNECTED:
+        return Disconnected(f"connection to {endpoint} was disconnected by the application")
+    if verdict is Admit.GAVE_UP:
+        reason = machine.give_up_reason or "max_attempts"
+        limit = (
+            f"max_attempts={options.max_attempts}"
+            if reason == "max_attempts"
+            else f"give_up_after={options.give_up_after} s"
+        )
+        return GaveUp(
+            f"connection to {endpoint} gave up after {machine.failures} failed attempts ({limit};"
+            f" last error: {machine.last_error!r}); call reconnect() to try again",
+            reason=reason,
+            attempts=machine.failures,
+            last_error=machine.last_error,
+        )
+    if verdict is Admit.QUEUE_FULL:
+        return QueueFull(
+            f"write of {size} bytes to {endpoint} would exceed queue_while_down="
+            f"{options.queue_while_down} ({queued} bytes queued already)"
+        )
+    return NotConnected(
+        f"connection to {endpoint} is {machine.state.value}, not connected"
+        " (pass queue_while_down=N to queue writes while down)"
+    )
 
 
 def high_water(max_buffer: int | None) -> int:

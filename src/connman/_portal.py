@@ -235,7 +235,7 @@ def wait_until(
     caller on the thread of one of `homes` (the loops whose progress the wait needs): that loop is
     between runs (`loop.run_until_complete(conn.disconnect())`), and blocking it would wait forever.
     """
-    if running_loop() is None and not any(home.here() for home in homes):
+    if running_loop() is None and not any(home.here() and home.alive() for home in homes):
         return Wait(value=_block_until(signals, predicate, timeout, default))
     return Wait(factory=lambda: _await_until(signals, predicate, timeout, default))
 

@@ -10,6 +10,7 @@ application.
 from __future__ import annotations
 
 import asyncio
+import errno
 import mmap
 import os
 import socket
@@ -19,7 +20,7 @@ from typing import Any, Final, Protocol, cast
 
 from ._options import Options
 
-__all__ = ["RECEIVE_BUFFER_SIZE", "Link", "ManagedProtocol", "new_protocol", "set_tcp_options"]
+__all__ = ["RECEIVE_BUFFER_SIZE", "Link", "ManagedProtocol", "new_protocol", "set_tcp_options", "shut_down"]
 
 
 class Link(Protocol):
@@ -206,3 +207,19 @@ def set_tcp_options(transport: asyncio.BaseTransport, options: Options) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
     if options.user_timeout is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(options.user_timeout * 1000))
+
+
+def shut_down(transport: asyncio.BaseTransport) -> bool:
+    """Shut a transport's socket down by hand, for a transport whose loop has ended; True if done.
+
+    The peer sees the connection closed. The descriptor itself is released when asyncio's transport
+    object is collected: asyncio has no public way to close it on a closed loop.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN  # closed at the other end already
+    return True

@@ -25,7 +25,7 @@ from ._dial import dial
 from ._flow import Admit, IdleWatch, Outbox, admit_write
 from ._options import Endpoint, Options, check_timeout
 from ._portal import Home, Signal, Wait, wait_until
-from ._protocol import ManagedProtocol, new_protocol, set_tcp_options
+from ._protocol import ManagedProtocol, new_protocol, set_tcp_options, shut_down
 from ._state import (
     AbortConnect,
     Action,
@@ -47,7 +47,7 @@ from ._state import (
     State,
 )
 from ._stats import Stats
-from .errors import BufferFull, Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, QueueFull
+from .errors import Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, QueueFull
 
 __all__ = ["Connection", "Stats", "disconnect_many"]
 
@@ -292,7 +292,10 @@ class Connection:
             queue_limit=self._options.queue_while_down,
         )
         if verdict is not Admit.SEND and verdict is not Admit.QUEUE:
-            raise self._refusal(verdict, size, unflushed)
+            queued = 0 if outbox is None else outbox.queued + outbox.batched
+            raise _flow.refusal(
+                verdict, self._endpoint, size, unflushed, queued, self._machine, self._options
+            )
         return verdict
 
     def _write_here(self, data: Bytes) -> bool:
@@ -365,42 +368,6 @@ class Connection:
             return None
         return True
 
-    def _refusal(self, verdict: Admit, size: int, unflushed: int) -> Exception:
-        endpoint, machine, options = self._endpoint, self._machine, self._options
-        if verdict is Admit.BUFFER_FULL:
-            return BufferFull(
-                f"write of {size} bytes to {endpoint} would make {unflushed + size} bytes unsent, past"
-                f" max_write_buffer={options.max_write_buffer} ({unflushed} unsent already: the peer"
-                " is not reading fast enough); wait for wait_writable()"
-            )
-        if verdict is Admit.DISCONNECTED:
-            return Disconnected(f"connection to {endpoint} was disconnected by the application")
-        if verdict is Admit.GAVE_UP:
-            reason = machine.give_up_reason or "max_attempts"
-            limit = (
-                f"max_attempts={options.max_attempts}"
-                if reason == "max_attempts"
-                else f"give_up_after={options.give_up_after} s"
-            )
-            return GaveUp(
-                f"connection to {endpoint} gave up after {machine.failures} failed attempts ({limit};"
-                f" last error: {machine.last_error!r}); call reconnect() to try again",
-                reason=reason,
-                attempts=machine.failures,
-                last_error=machine.last_error,
-            )
-        if verdict is Admit.QUEUE_FULL:
-            outbox = self._outbox
-            queued = 0 if outbox is None else outbox.queued + outbox.batched
-            return QueueFull(
-                f"write of {size} bytes to {endpoint} would exceed queue_while_down="
-                f"{options.queue_while_down} ({queued} bytes queued already)"
-            )
-        return NotConnected(
-            f"connection to {endpoint} is {machine.state.value}, not connected"
-            " (pass queue_while_down=N to queue writes while down)"
-        )
-
     # ---- control ---------------------------------------------------------------------------------
 
     def disconnect(self, timeout: float | None = 10.0) -> Wait[bool]:
@@ -438,7 +405,10 @@ class Connection:
         self._forget_pending()
 
     def _forget_pending(self) -> None:
-        self._dispatcher.clear()
+        try:
+            self._dispatcher.clear()
+        except RuntimeError:  # its loop has closed: an async callback's task can no longer be cancelled
+            pass
         self._resume = None
         outbox = self._outbox
         if outbox is not None:
@@ -453,43 +423,27 @@ class Connection:
 
     def _disconnect_dead(self) -> None:
         # The loop has ended: nothing will run there again. Drive the machine from this thread and
-        # close by hand what can be closed: shut the socket down, so that the peer sees it closed.
-        # (The descriptor itself is released when asyncio's transport object is collected.)
+        # close by hand what can be closed: the socket, shut down so that the peer sees it closed.
         machine = self._machine
         if machine.state is not State.CLOSED:
             machine.handle(DisconnectRequested())
             self._state_since = _now()
-            try:
-                self._forget_pending()
-            except RuntimeError:  # an async callback's task cannot be cancelled on a closed loop
-                pass
-        transport, self._transport = self._transport, None
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None:
-            protocol.active = False
+            self._forget_pending()
         for handle in (self._timer, self._idle_timer, self._linger):
             if handle is not None:
                 handle.cancel()
         self._timer = self._idle_timer = self._linger = None
         self._attempt = None
+        transport = self._transport
+        self._deactivate()
+        if transport is None or shut_down(transport):
+            self._live = 0
         if transport is not None:
-            sock = transport.get_extra_info("socket")
-            try:
-                if sock is not None:
-                    sock.shutdown(socket.SHUT_RDWR)
-                self._live = 0
-            except OSError as exc:
-                if exc.errno == getattr(socket, "ENOTCONN", 107):
-                    self._live = 0  # closed already at the other end
-                else:
-                    logger.warning("could not shut down the socket to %s: %r", self._endpoint, exc)
             logger.warning(
                 "connection to %s outlived its event loop: its socket was shut down by hand;"
                 " disconnect connections before their loop ends (async with ConnectionManager())",
                 self._endpoint,
             )
-        else:
-            self._live = 0
         self._changed()
 
     def reconnect(self) -> None:
