@@ -18,8 +18,9 @@ closing); otherwise the connection is down *for writing*, even if connman has no
 a `write()` after `conn.transport.close()` is queued (`queue_while_down`) or refused like any write
 while down, never dropped in silence.
 
-**The high-water mark** is asyncio's 64 KiB, or `max_write_buffer` when that is smaller, so that a small
-limit is not checked only after 64 KiB piled up. Above it `write()` returns False.
+**The high-water mark** is asyncio's 64 KiB, or half of `max_write_buffer` when that is smaller, so
+that a small limit is not checked only after 64 KiB piled up, and `write()` returns False (above the
+mark) before the limit refuses a write.
 
 **The close linger.** A close flushes, sends FIN and waits for the peer to close, for at most
 `CLOSE_LINGER` seconds, then aborts.
@@ -165,10 +166,11 @@ def refusal(
 
 
 def high_water(max_buffer: int | None) -> int:
-    """The high-water mark of the send buffer: asyncio's 64 KiB, or `max_buffer` if smaller."""
-    if max_buffer is None or max_buffer >= DEFAULT_HIGH_WATER:
+    """The high-water mark of the send buffer: asyncio's 64 KiB, or half of `max_buffer` if smaller,
+    so that `write()` says "stop" (returns False) before the limit refuses a write."""
+    if max_buffer is None or max_buffer // 2 >= DEFAULT_HIGH_WATER:
         return DEFAULT_HIGH_WATER
-    return max_buffer
+    return max_buffer // 2
 
 
 def last_alive(
@@ -264,6 +266,8 @@ class IdleWatch:
 
     def resume(self, now: float, received: int) -> None:
         """Reading resumed: silence counts again, from now."""
+        if received != self.mark:
+            self.alive_until = self.checked_at  # bytes arrived (before the pause) after the last check
         self.paused = False
         self.quiet_since = now
         self.mark = received

@@ -347,6 +347,7 @@ class ConnectionMachine:
             case RetryDue():
                 actions = [StartConnect()]
             case DisconnectRequested():
+                self.give_up_reason = None
                 actions = [self._stop_current()] if state is not FAILED else []
             case ReconnectRequested():
                 if state is CONNECTING:

@@ -84,6 +84,7 @@ class Connection:
         "_connect_latency",
         "_dispatcher",
         "_endpoint",
+        "_fast",
         "_headroom",
         "_home",
         "_idle",
@@ -98,6 +99,7 @@ class Connection:
         "_resume",
         "_signal",
         "_state_since",
+        "_thread_id",
         "_timer",
         "_transport",
         "_writing_paused",
@@ -138,6 +140,8 @@ class Connection:
         self._attempt_started = 0.0
         self._connect_latency: float | None = None
         self._writing_paused = False
+        self._fast = True  # see _refresh_fast
+        self._thread_id = home.thread_id
         limit = options.max_write_buffer
         # Below the high-water mark a write of up to this many bytes cannot pass max_write_buffer.
         self._headroom = sys.maxsize if limit is None else limit - _flow.high_water(limit)
@@ -241,21 +245,21 @@ class Connection:
             Disconnected: `disconnect()` was called.
             GaveUp: The connection failed for good (`max_attempts` or `give_up_after`).
         """
-        if threading.get_ident() == self._home.thread_id:
-            transport = self._transport
-            # The fast path: up, below the high-water mark, nothing batched, small enough that the
-            # limit cannot be reached. Anything else goes through the full decision.
-            if (
-                transport is not None
-                and type(data) is bytes
-                and len(data) <= self._headroom
-                and not self._writing_paused
-                and (self._outbox is None or not self._outbox.batched)
-                and not transport.is_closing()
-            ):
-                self._bytes_out += len(data)
-                transport.write(data)
-                return not self._writing_paused
+        transport = self._transport
+        # The fast path: on the loop's thread, up, below the high-water mark, nothing batched (`_fast`),
+        # small enough that the limit cannot be reached. Anything else takes the full decision.
+        if (
+            transport is not None
+            and type(data) is bytes
+            and self._fast
+            and threading.get_ident() == self._thread_id
+            and (size := len(data)) <= self._headroom
+            and not transport.is_closing()
+        ):
+            self._bytes_out += size
+            transport.write(data)
+            return not self._writing_paused
+        if threading.get_ident() == self._thread_id:
             return self._write_here(data)
         return self._write_from_thread(data)
 
@@ -320,6 +324,7 @@ class Connection:
             if self._outbox is None:
                 self._outbox = Outbox()
             first = self._outbox.add_to_batch(chunk)
+            self._fast = False
         if first:
             try:
                 self._home.submit(self._flush_batch)
@@ -337,6 +342,7 @@ class Connection:
             if outbox is None:
                 return
             data = outbox.take_batch()
+            self._refresh_fast()
         if not data:
             return
         transport = self._transport
@@ -619,7 +625,9 @@ class Connection:
             self._bytes_in += protocol.received
         self._protocol = None
         self._transport = None
-        self._writing_paused = False
+        with _BATCH_LOCK:
+            self._writing_paused = False
+            self._refresh_fast()
 
     def _close(self, protocol: ManagedProtocol) -> None:
         transport = protocol.transport
@@ -716,9 +724,17 @@ class Connection:
 
     def writing_paused(self, paused: bool) -> None:
         """Internal, for the protocol: the send buffer crossed a water mark."""
-        self._writing_paused = paused
+        with _BATCH_LOCK:
+            self._writing_paused = paused
+            self._refresh_fast()
         if not paused:
             self._changed()
+
+    def _refresh_fast(self) -> None:
+        # Under _BATCH_LOCK, which a batching thread holds to clear it: write()'s fast path is open
+        # while writing is not paused and nothing is batched.
+        outbox = self._outbox
+        self._fast = not self._writing_paused and (outbox is None or not outbox.batched)
 
     def _lost(self, exc: BaseException | None) -> None:
         now = _now()

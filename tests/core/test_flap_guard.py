@@ -204,11 +204,6 @@ REASONS: dict[tuple[State, type], tuple[State, str | None]] = {
     (State.FAILED, ReconnectRequested): (State.CONNECTING, None),
 }
 
-KEPT_AFTER_DISCONNECT = pytest.mark.xfail(
-    strict=True,
-    reason="give_up_reason is documented as None outside FAILED, but disconnect() in FAILED keeps it",
-)
-
 
 def test_reasons_table_covers_the_transition_table() -> None:
     assert set(REASONS) == {(state, event) for state, row in TRANSITIONS.items() for event in row}
@@ -216,12 +211,7 @@ def test_reasons_table_covers_the_transition_table() -> None:
 
 @pytest.mark.parametrize(
     ("state", "event_type"),
-    [
-        pytest.param(state, event_type, marks=[KEPT_AFTER_DISCONNECT])
-        if (state, event_type) == (State.FAILED, DisconnectRequested)
-        else (state, event_type)
-        for state, event_type in REASONS
-    ],
+    list(REASONS),
 )
 def test_give_up_reason_after_every_expected_event(state: State, event_type: type) -> None:
     m = in_state(state)
