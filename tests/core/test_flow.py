@@ -204,9 +204,7 @@ def test_a_closing_transport_in_state_connected_is_down_for_writing_like_waiting
         (16 * MiB, 64 * KiB),
     ],
 )
-def test_the_high_water_mark_is_64_kib_or_half_a_smaller_limit(
-    max_buffer: int | None, mark: int
-) -> None:
+def test_the_high_water_mark_is_64_kib_or_half_a_smaller_limit(max_buffer: int | None, mark: int) -> None:
     assert DEFAULT_HIGH_WATER == 64 * KiB
     assert high_water(max_buffer) == mark
 
