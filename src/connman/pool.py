@@ -6,7 +6,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Unpack
+from typing import Protocol, Unpack
 
 from . import _pick
 from ._options import ConnectOptions, check_timeout, document_options
@@ -15,10 +15,35 @@ from ._state import State
 from .connection import Connection, disconnect_many
 from .errors import NotConnected, PoolNotFound
 
-if TYPE_CHECKING:
-    from .manager import ConnectionManager
 
-__all__ = ["Pool"]
+class PoolOwner(Protocol):
+    """What a pool needs of its manager (`ConnectionManager` is one): no import, no private access."""
+
+    @property
+    def pools(self) -> dict[str, Pool]:
+        """The manager's pools by name."""
+        ...
+
+    def connect(
+        self,
+        port: int,
+        host: str,
+        *,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Connection:
+        """Open a managed connection."""
+        ...
+
+    def remove_pool(self, name: str, timeout: float | None = 10.0) -> Wait[bool]:
+        """Disconnect a pool's members and forget the pool."""
+        ...
+
+
+__all__ = ["Pool", "PoolOwner"]
 
 _pools: weakref.WeakSet[Pool] = weakref.WeakSet()
 
@@ -42,7 +67,7 @@ class Pool:
         "_signal",
     )
 
-    def __init__(self, name: str, manager: ConnectionManager) -> None:
+    def __init__(self, name: str, manager: PoolOwner) -> None:
         self._name = name
         self._manager = manager
         self._lock = threading.Lock()
