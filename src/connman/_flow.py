@@ -241,6 +241,18 @@ class Outbox:
         self.batched = 0
         return data
 
+    def begin_flush(self) -> bytes:
+        """The batch, joined, for the loop to hand to the transport. Its bytes stay counted in
+        `batched` until `end_flush()`: a writer in another thread must not see them vanish in
+        between, before the transport's buffer holds them."""
+        data = b"".join(self.batch)
+        self.batch = []
+        return data
+
+    def end_flush(self, size: int) -> None:
+        """The `size` bytes of `begin_flush()` are with the transport (or queued, or dropped)."""
+        self.batched -= size
+
 
 class IdleWatch:
     """The idle deadline of one connection (`idle_timeout`); see the module docstring.

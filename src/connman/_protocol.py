@@ -210,16 +210,26 @@ def set_tcp_options(transport: asyncio.BaseTransport, options: Options) -> None:
 
 
 def shut_down(transport: asyncio.BaseTransport) -> bool:
-    """Shut a transport's socket down by hand, for a transport whose loop has ended; True if done.
+    """Close a transport's socket by hand, for a transport whose loop has ended; True if done.
 
-    The peer sees the connection closed. The descriptor itself is released when asyncio's transport
-    object is collected: asyncio has no public way to close it on a closed loop.
+    The connection is shut down through a duplicate of the descriptor, which works whatever the
+    transport's socket object allows (uvloop's refuses `shutdown()`): the peer sees it closed. Then the
+    descriptor itself is closed. asyncio has no public way to do that on a closed loop; its selector
+    transports keep the socket in `_sock`, which is closed and cleared so that the transport, when
+    collected, neither warns nor closes a descriptor number that may have been reused by then.
     """
     sock = transport.get_extra_info("socket")
-    if sock is None:
-        return False
+    fileno = -1 if sock is None else sock.fileno()
+    if fileno < 0:
+        return True  # closed already (uvloop closes its transports with the loop)
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        with socket.socket(fileno=os.dup(fileno)) as duplicate:
+            duplicate.shutdown(socket.SHUT_RDWR)
     except OSError as exc:
-        return exc.errno == errno.ENOTCONN  # closed at the other end already
+        if exc.errno != errno.ENOTCONN:  # ENOTCONN: closed at the other end already
+            return False
+    inner = getattr(transport, "_sock", None)
+    if isinstance(inner, socket.socket):
+        inner.close()
+        transport._sock = None  # type: ignore[attr-defined]
     return True

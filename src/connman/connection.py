@@ -341,18 +341,24 @@ class Connection:
             outbox = self._outbox
             if outbox is None:
                 return
-            data = outbox.take_batch()
-            self._refresh_fast()
-        if not data:
-            return
+            data = outbox.begin_flush()
+        try:
+            if data:
+                self._hand_over_batch(data)
+        finally:
+            with _BATCH_LOCK:
+                outbox.end_flush(len(data))
+                self._refresh_fast()
+        self._changed()  # the batch no longer counts twice: wake wait_writable()
+
+    def _hand_over_batch(self, data: bytes) -> None:
         transport = self._transport
         if transport is not None and not transport.is_closing():
             self._bytes_out += len(data)  # admitted against the limit already, in the writer's thread
             transport.write(data)
-            self._changed()  # the batch no longer counts as unsent-and-unbuffered: wake wait_writable()
             return
         try:
-            self._admit(len(data), None)
+            self._admit(0, None)  # size 0: these bytes are counted in the batch already
         except (NotConnected, QueueFull, Disconnected, GaveUp) as exc:
             # The connection went down between the writer's check and this flush: these bytes are
             # lost as bytes in the kernel's send buffer are lost when a connection drops.

@@ -203,7 +203,10 @@ class Pool:
             self._closed = True
             if self._manager.pools.get(self._name) is self:
                 return self._manager.remove_pool(self._name, timeout)
-        return self.disconnect(timeout)
+        members = list(self._members)
+        for conn in members:  # the manager no longer tells a removed pool of its members' end
+            self.discard(conn)
+        return disconnect_many(members, timeout)
 
     def wait_any(self, timeout: float | None = None) -> Wait[Connection | None]:
         """Wait until a member is connected; its result is that member, or None on timeout.

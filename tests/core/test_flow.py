@@ -465,3 +465,15 @@ def test_after_the_idle_deadline_the_last_evidence_of_life_is_the_watchs() -> No
     # keepalive and user_timeout are not consulted: the watch saw the silence itself.
     assert last_alive(error, dead, idle=watch, keepalive=KEEPALIVE, user_timeout=30.0) == 516.0
     assert last_alive(error, dead, idle=None, keepalive=KEEPALIVE, user_timeout=30.0) is None
+
+
+def test_a_batch_being_flushed_stays_counted_until_the_transport_has_it() -> None:
+    # A writer in another thread reads `batched`: bytes taken by the loop must not vanish from it
+    # before the transport's buffer holds them (wait_writable() from another thread saw True).
+    outbox = Outbox()
+    outbox.add_to_batch(b"abc")
+    data = outbox.begin_flush()
+    assert (data, outbox.batched, outbox.batch) == (b"abc", 3, [])
+    assert outbox.add_to_batch(b"de") is True  # a new batch starts: schedule another flush
+    outbox.end_flush(len(data))
+    assert outbox.batched == 2

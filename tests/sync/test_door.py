@@ -282,7 +282,7 @@ def test_wait_changed_is_true_at_a_change_from_anywhere(echo: ServerThread, home
     echo.stop()
     conn = home.run(lambda cm: cm.connect(echo.port, HOST, backoff=FAST))
     started = time.monotonic()
-    wait_changed = conn.wait_changed  # type: ignore[attr-defined]  # until the fix lands
+    wait_changed = conn.wait_changed
     changed = wait_from(context, conn.loop, lambda: wait_changed(BOUND))
     assert changed is True
     assert time.monotonic() - started < BOUND
@@ -294,7 +294,7 @@ def test_wait_changed_is_false_at_its_timeout_from_anywhere(
 ) -> None:
     conn = quiet(home, echo)
     started = time.monotonic()
-    wait_changed = conn.wait_changed  # type: ignore[attr-defined]  # until the fix lands
+    wait_changed = conn.wait_changed
     changed = wait_from(context, conn.loop, lambda: wait_changed(0.1))
     elapsed = time.monotonic() - started
     assert changed is False
@@ -306,7 +306,7 @@ def test_wait_changed_on_its_own_loop_wakes_at_the_next_change(echo: ServerThrea
     conn = quiet(home, echo)
 
     async def watch() -> tuple[bool, State]:
-        wait = conn.wait_changed(BOUND)  # type: ignore[attr-defined]  # until the fix lands
+        wait = conn.wait_changed(BOUND)
         waiting = asyncio.ensure_future(wait)
         await asyncio.sleep(0)  # the waiter is in place
         assert not waiting.done()
@@ -351,7 +351,7 @@ def test_wait_writable_is_true_at_once_when_nothing_is_buffered_from_anywhere(
 ) -> None:
     conn = connected(home, echo.port)
     started = time.monotonic()
-    wait_writable = conn.wait_writable  # type: ignore[attr-defined]  # until the fix lands
+    wait_writable = conn.wait_writable
     writable = wait_from(context, conn.loop, lambda: wait_writable(BOUND))
     assert writable is True
     assert time.monotonic() - started < 1
@@ -366,7 +366,7 @@ def test_wait_writable_times_out_while_the_peer_stalls_and_wakes_when_it_reads_f
     conn.write(b"x" * (16 * MIB))  # far more than the kernel's buffers hold
     assert eventually(lambda: not conn.writable)
 
-    wait_writable = conn.wait_writable  # type: ignore[attr-defined]  # until the fix lands
+    wait_writable = conn.wait_writable
     started = time.monotonic()
     writable = wait_from(context, conn.loop, lambda: wait_writable(0.1))
     elapsed = time.monotonic() - started
@@ -418,7 +418,7 @@ def test_remove_pool_disconnects_its_members_and_forgets_it(
     outsider = connected(home, echo.port)
     assert all(member.wait_connected(BOUND) for member in members)
 
-    remove_pool = cm.remove_pool  # type: ignore[attr-defined]  # until the fix lands
+    remove_pool = cm.remove_pool
     assert wait_from(context, members[0].loop, lambda: remove_pool("p")) is True
     assert all(member.state is State.CLOSED for member in members)
     assert eventually(lambda: echo.server.clients == 1)
@@ -440,7 +440,7 @@ def test_pool_close_disconnects_its_members_and_removes_it_from_its_manager(
     members = [home.run(lambda _: pool.add_connection(echo.port, HOST)) for _ in range(2)]
     assert all(member.wait_connected(BOUND) for member in members)
 
-    close = pool.close  # type: ignore[attr-defined]  # until the fix lands
+    close = pool.close
     assert wait_from(context, members[0].loop, close) is True
     assert all(member.state is State.CLOSED for member in members)
     assert eventually(lambda: echo.server.clients == 0)
