@@ -7,7 +7,6 @@ batches; done when the transport's buffer has gone to the kernel. sendall: a blo
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -30,12 +29,7 @@ def with_connman(port: int, count: int) -> float:
     for _ in range(count):
         write(RECORD)
 
-    async def flushed() -> None:
-        # Empty, not just below the low-water mark (what drain() waits for): poll the buffer.
-        while conn.transport is None or conn.transport.get_write_buffer_size() or conn._foreign_writes:  # noqa: ASYNC110
-            await asyncio.sleep(0.0005)
-
-    asyncio.run_coroutine_threadsafe(flushed(), conn.loop).result(60)
+    assert conn.wait_flushed(60)  # empty, not just below the low-water mark (what drain() waits for)
     elapsed = time.perf_counter() - started
     connman.disconnect_all()
     return elapsed

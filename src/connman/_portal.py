@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -227,6 +228,7 @@ def wait_until(
     timeout: float | None,
     default: T,
     homes: Iterable[Home] = (),
+    poll: float | None = None,
 ) -> Wait[T]:
     """Wait until `predicate()` returns something other than None, re-checked at every signal.
 
@@ -234,14 +236,20 @@ def wait_until(
     Sync callers block now; async callers get a pending `Wait` to await, on any loop. So does a sync
     caller on the thread of one of `homes` (the loops whose progress the wait needs): that loop is
     between runs (`loop.run_until_complete(conn.disconnect())`), and blocking it would wait forever.
+    `poll` (seconds) re-checks the predicate that often too, for conditions no signal reports (a
+    transport's buffer running empty).
     """
     if running_loop() is None and not any(home.here() and home.alive() for home in homes):
-        return Wait(value=_block_until(signals, predicate, timeout, default))
-    return Wait(factory=lambda: _await_until(signals, predicate, timeout, default))
+        return Wait(value=_block_until(signals, predicate, timeout, default, poll))
+    return Wait(factory=lambda: _await_until(signals, predicate, timeout, default, poll))
 
 
 def _block_until(
-    signals: Sequence[Signal], predicate: Callable[[], T | None], timeout: float | None, default: T
+    signals: Sequence[Signal],
+    predicate: Callable[[], T | None],
+    timeout: float | None,
+    default: T,
+    poll: float | None,
 ) -> T:
     outcome = predicate()
     if outcome is not None:
@@ -258,19 +266,23 @@ def _block_until(
             if outcome is not None:
                 return outcome
             if deadline is None:
-                event.wait()
+                event.wait(poll)
             else:
                 remaining = deadline - _clock()
                 if remaining <= 0:
                     return default
-                event.wait(remaining)
+                event.wait(remaining if poll is None else min(poll, remaining))
     finally:
         for signal in signals:
             signal.discard(wake)
 
 
 async def _await_until(
-    signals: Sequence[Signal], predicate: Callable[[], T | None], timeout: float | None, default: T
+    signals: Sequence[Signal],
+    predicate: Callable[[], T | None],
+    timeout: float | None,
+    default: T,
+    poll: float | None,
 ) -> T:
     outcome = predicate()
     if outcome is not None:
@@ -297,7 +309,12 @@ async def _await_until(
                 outcome = predicate()
                 if outcome is not None:
                     return outcome
-                await event.wait()
+                if poll is None:
+                    await event.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(poll):
+                            await event.wait()
     except TimeoutError:
         if scope.expired():
             return default

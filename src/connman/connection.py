@@ -283,7 +283,8 @@ class Connection:
             return False, batched, batched
         return True, transport.get_write_buffer_size() + batched, batched
 
-    def _admit(self, size: int, transport: asyncio.Transport | None) -> Admit:
+    def _admit(self, size: int, transport: asyncio.Transport | None) -> tuple[Admit, int]:
+        # The verdict, and the unsent bytes it was made with; raises the refusal.
         transport_open, unflushed, batched = self._unflushed(transport)
         outbox = self._outbox
         verdict = admit_write(
@@ -300,12 +301,12 @@ class Connection:
             raise _flow.refusal(
                 verdict, self._endpoint, size, unflushed, queued, self._machine, self._options
             )
-        return verdict
+        return verdict, unflushed
 
     def _write_here(self, data: Bytes) -> bool:
         size = _nbytes(data)
         transport = self._transport
-        if self._admit(size, transport) is Admit.SEND:
+        if self._admit(size, transport)[0] is Admit.SEND:
             assert transport is not None
             self._bytes_out += size
             transport.write(data)
@@ -316,25 +317,29 @@ class Connection:
     def _write_from_thread(self, data: Bytes) -> bool:
         # Batched for the loop, decided here, in the caller's thread, so that errors reach the caller.
         # The state may change before the loop flushes: see _flush_batch.
-        size = _nbytes(data)
-        chunk = _as_bytes(data)
+        if type(data) is bytes:
+            size, chunk = len(data), data
+        else:
+            size, chunk = _nbytes(data), _as_bytes(data)
         with _BATCH_LOCK:
-            transport = self._transport
-            verdict = self._admit(size, transport)
-            if self._outbox is None:
-                self._outbox = Outbox()
-            first = self._outbox.add_to_batch(chunk)
+            verdict, unflushed = self._admit(size, self._transport)
+            outbox = self._outbox
+            if outbox is None:
+                outbox = self._outbox = Outbox()
+            first = outbox.add_to_batch(chunk)
             self._fast = False
         if first:
             try:
                 self._home.submit(self._flush_batch)
             except LoopGone:
                 with _BATCH_LOCK:
-                    self._outbox.take_batch()
+                    outbox.take_batch()
                 raise
         if verdict is Admit.QUEUE:
             return True
-        return self._writable() is True
+        return not self._writing_paused and unflushed + size <= _flow.high_water(
+            self._options.max_write_buffer
+        )
 
     def _flush_batch(self) -> None:
         with _BATCH_LOCK:
@@ -358,7 +363,7 @@ class Connection:
             transport.write(data)
             return
         try:
-            self._admit(0, None)  # size 0: these bytes are counted in the batch already
+            self._admit(0, None)  # raises if refused; size 0: these bytes are counted in the batch already
         except (NotConnected, QueueFull, Disconnected, GaveUp) as exc:
             # The connection went down between the writer's check and this flush: these bytes are
             # lost as bytes in the kernel's send buffer are lost when a connection drops.
@@ -524,6 +529,20 @@ class Connection:
         check_timeout(timeout)
         return wait_until((self._signal,), self._writable, timeout, False, (self._home,))
 
+    def wait_flushed(self, timeout: float | None = None) -> Wait[bool]:
+        """Wait until every byte written has been handed to the kernel: nothing queued, nothing
+        batched from other threads, the transport's buffer empty.
+
+        Bytes queued while down (`queue_while_down`) are waited for across the reconnect. No event
+        reports an empty transport buffer, so this checks every 5 ms as well.
+
+        Returns:
+            A `Wait` that is True once flushed; False if `timeout` passed first, if the connection
+            gave up with bytes unsent, or once it is disconnected.
+        """
+        check_timeout(timeout)
+        return wait_until((self._signal,), self._flushed, timeout, False, (self._home,), poll=0.005)
+
     def drain(self, timeout: float | None = None) -> Wait[bool]:
         """The same as `wait_writable()` (node's and asyncio streams' name)."""
         return self.wait_writable(timeout)
@@ -540,6 +559,16 @@ class Connection:
         if state is State.CLOSED or state is State.FAILED:
             return False
         return None
+
+    def _flushed(self) -> bool | None:
+        state = self._machine.state
+        if state is State.CLOSED:
+            return False  # what was still unsent is gone (disconnect() discards the queue)
+        _, unflushed, _ = self._unflushed(self._transport)
+        outbox = self._outbox
+        if unflushed + (0 if outbox is None else outbox.queued) == 0:
+            return True
+        return False if state is State.FAILED else None
 
     def _closed(self) -> bool | None:
         if self._machine.state is not State.CLOSED:

@@ -24,7 +24,7 @@ FAST = "connman.Backoff(initial=0.005, factor=1.5, cap=0.05, jitter='none')"
 def run_script(tmp_path: Path, source: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(source))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=timeout, env=env
