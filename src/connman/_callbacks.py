@@ -238,6 +238,7 @@ class Dispatcher:
         """
         if self._queue:
             self._queue.clear()
+        self._on_error = None  # nothing fires after disconnect(), on_error included
         task = self._task
         if task is not None and task is not asyncio.current_task(self._loop):
             task.cancel()

@@ -205,11 +205,18 @@ class Keepalive(Check):
         if not isinstance(value, tuple) or len(value) != 3:
             raise self.refuse(name, value)
         idle, interval, count = value
-        return (
+        checked = (
             _check_seconds(f"{name} idle", idle, positive=True),
             _check_seconds(f"{name} interval", interval, positive=True),
             Count(minimum=1).check(f"{name} count", count),
         )
+        # Linux's limits (TCP_KEEPIDLE and TCP_KEEPINTVL <= 32767 s, TCP_KEEPCNT <= 127): past them the
+        # kernel refuses the option at every connect.
+        if checked[0] > 32767 or checked[1] > 32767 or checked[2] > 127:
+            raise ValueError(
+                f"{name} must be (idle <= 32767 s, interval <= 32767 s, count <= 127), not {value!r}"
+            )
+        return checked
 
 
 class LocalAddress(Check):

@@ -159,9 +159,9 @@ def refusal(
             f"write of {size} bytes to {endpoint} would exceed queue_while_down="
             f"{options.queue_while_down} ({queued} bytes queued already)"
         )
+    why = "its transport is closing" if machine.state is State.CONNECTED else f"it is {machine.state.value}"
     return NotConnected(
-        f"connection to {endpoint} is {machine.state.value}, not connected"
-        " (pass queue_while_down=N to queue writes while down)"
+        f"connection to {endpoint} is down ({why}); pass queue_while_down=N to queue writes while down"
     )
 
 

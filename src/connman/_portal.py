@@ -47,6 +47,7 @@ __all__ = [
     "Wait",
     "home_for_caller",
     "on_exit",
+    "on_fork_in_child",
     "portal",
     "running_loop",
     "wait_until",
@@ -161,7 +162,9 @@ class Home:
             raise LoopGone(f"the event loop {loop!r} is closed") from None
 
 
-_homes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Home] = weakref.WeakKeyDictionary()
+#: The Home of each loop, held weakly both ways: a Home holds its loop, and a strong value would keep
+#: every loop that ever made a connection alive (with its 256 KiB receive buffer).
+_homes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[Home]] = weakref.WeakKeyDictionary()
 
 
 def home_for_caller() -> Home:
@@ -169,10 +172,12 @@ def home_for_caller() -> Home:
     loop = running_loop()
     if loop is None:
         return portal().home()
-    home = _homes.get(loop)
+    known = _homes.get(loop)
+    home = None if known is None else known()
     thread_id = threading.get_ident()
     if home is None or home.thread_id != thread_id:
-        home = _homes[loop] = Home(loop, thread_id)
+        home = Home(loop, thread_id)
+        _homes[loop] = weakref.ref(home)
     return home
 
 
@@ -455,6 +460,14 @@ def _at_exit() -> None:
 atexit.register(_at_exit)
 
 
+_fork_hooks: list[Callable[[], None]] = []
+
+
+def on_fork_in_child(hook: Callable[[], None]) -> None:
+    """Call `hook()` in a forked child, after the portal is reset (modules renew their locks there)."""
+    _fork_hooks.append(hook)
+
+
 def _after_fork_in_child() -> None:
     # The child of a fork has no loop thread, only a copy of its state, and the locks may have been
     # held by threads that do not exist here: start afresh. `_at_exit` finds the new portal.
@@ -462,6 +475,8 @@ def _after_fork_in_child() -> None:
     _portal = LoopThread()
     _WAKERS_LOCK = threading.Lock()
     _homes.clear()
+    for hook in _fork_hooks:
+        hook()
 
 
 if hasattr(os, "register_at_fork"):

@@ -102,8 +102,9 @@ class ManagedProtocol(asyncio.Protocol):
         self.flushing = True
         if not transport.is_reading():  # paused for an async callback: the peer's FIN must be seen
             transport.resume_reading()
-        # Resumed (resume_writing above) when the buffer is down to 0 bytes; paused at once if needed.
-        transport.set_write_buffer_limits(high=1, low=0)
+        # Resumed (resume_writing above) when the buffer is down to 0 bytes; paused at once if it
+        # holds any (asyncio pauses above `high`, so 0: one byte left must pause too).
+        transport.set_write_buffer_limits(high=0, low=0)
         if transport.get_write_buffer_size() == 0:
             self._finish_close()
 

@@ -24,7 +24,7 @@ from ._causes import Cause
 from ._dial import dial
 from ._flow import Admit, IdleWatch, Outbox, admit_write
 from ._options import Endpoint, Options, check_timeout
-from ._portal import Home, Signal, Wait, wait_until
+from ._portal import Home, Signal, Wait, on_fork_in_child, wait_until
 from ._protocol import ManagedProtocol, new_protocol, set_tcp_options, shut_down
 from ._state import (
     AbortConnect,
@@ -49,13 +49,22 @@ from ._state import (
 from ._stats import Stats
 from .errors import Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, QueueFull
 
-__all__ = ["Connection", "Stats", "disconnect_many"]
+__all__ = ["Connection", "Stats", "disconnect_many", "homes_of"]
 
 logger: Final = logging.getLogger("connman")
 
 #: Guards every connection's batch of writes from other threads. One lock for all: the critical
 #: sections are a few bytecodes long, and a lock per connection costs memory in a 10,000-connection pool.
-_BATCH_LOCK = threading.Lock()
+_BATCH_LOCK = threading.RLock()  # re-entered: transport.write() may call writing_paused()
+
+
+def _new_batch_lock() -> None:
+    # A forked child: a thread of the parent may have held the lock at the fork.
+    global _BATCH_LOCK
+    _BATCH_LOCK = threading.RLock()
+
+
+on_fork_in_child(_new_batch_lock)
 
 #: Durations come from this clock, not the loop's (uvloop's is millisecond-grained).
 _now: Final = time.monotonic
@@ -232,10 +241,10 @@ class Connection:
         buffer, writes from other threads not flushed yet, and this write, whole.
 
         Returns:
-            True while the send buffer is below its high-water mark (64 KiB, or `max_write_buffer` if
-            smaller); False once it is above (the peer or the network is slower than the writer):
-            stop writing until `wait_writable()`. Like node's `socket.write()`, the data was accepted
-            either way.
+            True while the send buffer is below its high-water mark (64 KiB, or half of
+            `max_write_buffer` if smaller); False once it is above (the peer or the network is
+            slower than the writer): stop writing until `wait_writable()`. Like node's
+            `socket.write()`, the data was accepted either way.
 
         Raises:
             TypeError: `data` is not bytes-like.
@@ -305,14 +314,15 @@ class Connection:
 
     def _write_here(self, data: Bytes) -> bool:
         size = _nbytes(data)
-        transport = self._transport
-        if self._admit(size, transport)[0] is Admit.SEND:
-            assert transport is not None
-            self._bytes_out += size
-            transport.write(data)
-            return not self._writing_paused
-        self._queue(_as_bytes(data))
-        return True
+        with _BATCH_LOCK:  # against a writer in another thread deciding on the same numbers
+            transport = self._transport
+            if self._admit(size, transport)[0] is Admit.SEND:
+                assert transport is not None
+                self._bytes_out += size
+                transport.write(data)
+                return not self._writing_paused
+            self._queue(_as_bytes(data))
+            return True
 
     def _write_from_thread(self, data: Bytes) -> bool:
         # Batched for the loop, decided here, in the caller's thread, so that errors reach the caller.
@@ -322,7 +332,12 @@ class Connection:
         else:
             size, chunk = _nbytes(data), _as_bytes(data)
         with _BATCH_LOCK:
-            verdict, unflushed = self._admit(size, self._transport)
+            self._fast = False  # first: the loop's fast path must not decide on numbers we are using
+            try:
+                verdict, unflushed = self._admit(size, self._transport)
+            except Exception:
+                self._refresh_fast()
+                raise
             outbox = self._outbox
             if outbox is None:
                 outbox = self._outbox = Outbox()
@@ -520,7 +535,8 @@ class Connection:
         )
 
     def wait_writable(self, timeout: float | None = None) -> Wait[bool]:
-        """Wait until the send buffer is below its low-water mark again (see `write()`).
+        """Wait until writing may go on: the send buffer is not above its high-water mark (once above
+        it, asyncio says so again only below the low-water mark, a quarter of it; see `write()`).
 
         Returns:
             A `Wait` that is True once writing may go on, False if `timeout` passed first or the
@@ -726,7 +742,14 @@ class Connection:
         if not protocol.active:
             transport.abort()  # the attempt was abandoned while it connected
             return
-        set_tcp_options(transport, self._options)
+        try:
+            set_tcp_options(transport, self._options)
+        except (OSError, OverflowError, TypeError) as exc:  # refused (out of range): failed, not a hang
+            protocol.active = False
+            transport.abort()
+            self._protocol = None
+            self._handle(ConnectFailed(error=exc, now=_now()))
+            return
         high = _flow.high_water(self._options.max_write_buffer)
         transport.set_write_buffer_limits(high=high, low=high // 4)
         now = _now()
@@ -859,6 +882,11 @@ def disconnect_many(conns: Sequence[Connection], timeout: float | None) -> Wait[
         return not failed
 
     return wait_until([conn._signal for conn in conns], all_closed, timeout, False, by_home)
+
+
+def homes_of(conns: Sequence[Connection]) -> set[Home]:
+    """The homes (loop and thread) of `conns`, for a wait that needs their progress."""
+    return {conn._home for conn in conns}
 
 
 def _disconnect_each(conns: list[Connection]) -> None:

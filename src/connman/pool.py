@@ -12,7 +12,7 @@ from . import _pick
 from ._options import ConnectOptions, check_timeout, document_options
 from ._portal import Signal, Wait, wait_until
 from ._state import State
-from .connection import Connection, disconnect_many
+from .connection import Connection, disconnect_many, homes_of
 from .errors import NotConnected, PoolNotFound
 
 
@@ -219,7 +219,7 @@ class Pool:
             live = self.connected()
             return live[0] if live else None
 
-        return wait_until((self._signal,), first_connected, timeout, None)
+        return wait_until((self._signal,), first_connected, timeout, None, homes_of(list(self._members)))
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()

@@ -315,3 +315,41 @@ def test_fork_after_use_child_starts_afresh(tmp_path: Path) -> None:
     )
     assert done.stdout == "ok\n", done.stderr
     assert done.returncode == 0
+
+
+def test_a_forked_child_writes_even_if_a_thread_held_the_write_lock_at_the_fork(tmp_path: Path) -> None:
+    # A parent thread inside write() at the moment of the fork leaves the lock held in the child,
+    # where that thread does not exist: the child must get fresh locks, not hang on its first write.
+    done = run_script(
+        tmp_path,
+        """
+        import os, signal, threading, connman, connman.connection
+        from connman.testing import ServerThread
+
+        server = ServerThread().start()
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with connman.connection._BATCH_LOCK:
+                held.set()
+                release.wait(10)
+
+        threading.Thread(target=hold, daemon=True).start()
+        held.wait(5)
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(10)  # a hang fails the test instead of holding it
+            child = connman.connect(server.port, "127.0.0.1")
+            ok = bool(child.wait_connected(5))
+            child.write(b"from the child")
+            ok = ok and bool(child.wait_flushed(5)) and bool(connman.disconnect_all())
+            os._exit(0 if ok else 1)
+        release.set()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        server.close()
+        print("ok")
+        """,
+    )
+    assert done.stdout == "ok\n", done.stderr
+    assert done.returncode == 0
