@@ -72,5 +72,8 @@ async def test_1000_clients_after_one_restart_spread_their_attempts() -> None:
     # loop runs timers that fall due together in one go, so this varies with load: 5.3-10.3 % measured
     # in six runs on 2 cores, before and after the #10/#11 changes alike (the pure schedule gives 3.3 %).
     assert share_of_clients <= 0.15
-    assert fewest - 1 <= min(counts) and max(counts) <= most
+    # The schedule's fewest assumes attempts take no time; 1,000 clients on one loop, late in a full
+    # run on 2 cores, lose one more wait to the loop's own lag (measured: 5 alone, 4 in one CI run).
+    # Still a client that stopped retrying, or retried in a loop, fails here.
+    assert fewest - 2 <= min(counts) and max(counts) <= most
     assert all_back <= policy.cap + 0.5
