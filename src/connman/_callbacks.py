@@ -138,18 +138,6 @@ def resume_caller(resume: object, conn: object) -> Callable[[], object]:
     return lambda: resume(conn)
 
 
-def report(name: str, exc: BaseException, on_error: Callable[[BaseException], object] | None) -> None:
-    """Log a failure and hand the exception to `on_error`, for code outside a `Dispatcher`.
-
-    Call it on the event loop. A dispatcher reports its own callbacks' failures, and from a `then`
-    it is better to raise: then `on_error` waits its turn with the connection's other callbacks.
-    Here it gets a dispatcher of its own, so it may overlap them.
-    """
-    _log_failure(name, exc)
-    if on_error is not None:
-        Dispatcher(asyncio.get_running_loop(), None, _ignore).call(ON_ERROR, on_error, (exc,))
-
-
 def _one_argument(fn: Callable[..., object], args: tuple[object, ...]) -> Callable[[object], object]:
     """`fn(*args)` as a call with one (ignored) argument, the data path's shape; named as `fn`."""
 

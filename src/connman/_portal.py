@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Sequence
 from typing import Any, Final, Generic, TypeVar
 
 from .errors import LoopGone
@@ -260,11 +260,8 @@ def _block_until(
     if outcome is not None:
         return outcome
     event = threading.Event()
-    wake = event.set
     deadline = None if timeout is None else _clock() + timeout
-    for signal in signals:
-        signal.add(wake)
-    try:
+    with _woken_by(signals, event.set):
         while True:
             event.clear()
             outcome = predicate()  # after clear(): a change from now on sets the event again
@@ -277,9 +274,6 @@ def _block_until(
                 if remaining <= 0:
                     return default
                 event.wait(remaining if poll is None else min(poll, remaining))
-    finally:
-        for signal in signals:
-            signal.discard(wake)
 
 
 async def _await_until(
@@ -305,25 +299,33 @@ async def _await_until(
             except RuntimeError:  # the waiter's loop has closed: nobody is waiting any more
                 pass
 
-    for signal in signals:
-        signal.add(wake)
     try:
-        async with asyncio.timeout(timeout) as scope:
-            while True:
-                event.clear()
-                outcome = predicate()
-                if outcome is not None:
-                    return outcome
-                if poll is None:
-                    await event.wait()
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(poll):
-                            await event.wait()
+        with _woken_by(signals, wake):
+            async with asyncio.timeout(timeout) as scope:
+                while True:
+                    event.clear()
+                    outcome = predicate()
+                    if outcome is not None:
+                        return outcome
+                    if poll is None:
+                        await event.wait()
+                    else:
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(poll):
+                                await event.wait()
     except TimeoutError:
         if scope.expired():
             return default
         raise
+
+
+@contextlib.contextmanager
+def _woken_by(signals: Sequence[Signal], wake: Callable[[], None]) -> Iterator[None]:
+    # `wake()` at every fire of any of `signals`, for as long as the block runs.
+    for signal in signals:
+        signal.add(wake)
+    try:
+        yield
     finally:
         for signal in signals:
             signal.discard(wake)

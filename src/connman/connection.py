@@ -719,13 +719,16 @@ class Connection:
             await dial(loop, self._endpoint, self._options, protocol)
         except Exception as error:  # OSError, socket.gaierror, ssl.SSLError, ConnectTimeout, ...
             if protocol.active and protocol.transport is None:
-                # Kept in last_error: drop the frames, which hold this connection (and its whole
-                # attempt) alive for as long as anyone keeps the exception, a log handler say.
-                error.__traceback__ = None
-                if error.__cause__ is not None:
-                    error.__cause__.__traceback__ = None
-                self._protocol = None
-                self._handle(ConnectFailed(error=error, now=_now()))
+                self._attempt_failed(error)
+
+    def _attempt_failed(self, error: BaseException) -> None:
+        # Kept in last_error: drop the frames, which hold this connection (and its whole attempt)
+        # alive for as long as anyone keeps the exception, a log handler say.
+        error.__traceback__ = None
+        if error.__cause__ is not None:
+            error.__cause__.__traceback__ = None
+        self._protocol = None
+        self._handle(ConnectFailed(error=error, now=_now()))
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         if self._attempt is task:
@@ -747,8 +750,7 @@ class Connection:
         except (OSError, OverflowError, TypeError) as exc:  # refused (out of range): failed, not a hang
             protocol.active = False
             transport.abort()
-            self._protocol = None
-            self._handle(ConnectFailed(error=exc, now=_now()))
+            self._attempt_failed(exc)
             return
         high = _flow.high_water(self._options.max_write_buffer)
         transport.set_write_buffer_limits(high=high, low=high // 4)
