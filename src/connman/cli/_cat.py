@@ -1,8 +1,13 @@
 """`connman cat HOST:PORT`: a netcat that survives restarts of the other end.
 
 stdin goes to the connection, the connection to stdout. While the connection is down, input is queued
-(up to `--queue` bytes) and sent first when it is back. When stdin ends, cat waits until the queue is
-flushed, keeps printing what arrives for `--linger` seconds, and exits.
+(up to `--queue` bytes) and sent first when it is back; once the queue is full, cat stops reading
+stdin until the connection is back, and while the peer reads slower than stdin arrives it stops
+reading until the send buffer has room again (back-pressure: nothing read is dropped, and input of
+any size gets through). When stdin ends, cat waits until everything read has been sent, keeps
+printing what arrives for `--linger` seconds while the connection is up, and exits 0; with nothing
+left to send it exits at once even if nothing listens. It gives up (exit 3) only through
+`--max-attempts` / `--give-up-after`, and only with input still unsent.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import time
 import connman
 from connman._options import Endpoint
 
-__all__ = ["EXIT_GAVE_UP", "EXIT_QUEUE_FULL", "run"]
+__all__ = ["EXIT_GAVE_UP", "run"]
 
 EXIT_GAVE_UP = 3
-EXIT_QUEUE_FULL = 4
 EXIT_INTERRUPTED = 130
+
+#: The most bytes read from stdin at a time (and written at a time).
+CHUNK = 65536
 
 
 def _status(verbose: bool, message: str) -> None:
@@ -33,6 +40,8 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     assert isinstance(stdin, io.BufferedReader)  # read1(): what has arrived, without waiting for more
+    # A chunk never exceeds the queue, so that an empty queue always takes one.
+    chunk_size = min(CHUNK, args.queue) if args.queue else CHUNK
 
     def on_data(data: bytes) -> None:
         stdout.write(data)
@@ -62,18 +71,13 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
         queue_while_down=args.queue,
     )
     try:
-        while chunk := stdin.read1(65536):
-            failed = _send(conn, chunk, verbose)
-            if failed is not None:
-                return failed
-        # stdin ended: everything queued must go out before we leave.
-        while conn.stats.queued or not conn.is_connected:
-            if conn.state is connman.State.FAILED:
+        while chunk := stdin.read1(chunk_size):
+            if not _send(conn, chunk, verbose):
                 return _gave_up(conn)
-            conn.wait_connected(0.1)
-        deadline = time.monotonic() + args.linger
-        while time.monotonic() < deadline and conn.is_connected:
-            time.sleep(0.01)  # keep printing what the peer sends for a moment
+        # stdin ended: everything read must go out before we leave (across reconnects).
+        if not conn.wait_flushed():  # False: it gave up with bytes unsent
+            return _gave_up(conn)
+        _linger(conn, args.linger)
         return 0
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
@@ -81,21 +85,40 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
         conn.disconnect()
 
 
-def _send(conn: connman.Connection, chunk: bytes, verbose: bool) -> int | None:
-    """Write `chunk` (waiting for the connection if queueing is off); an exit status if that failed."""
+def _send(conn: connman.Connection, chunk: bytes, verbose: bool) -> bool:
+    """Write `chunk`, waiting for room first if there is none; False if the connection gave up.
+
+    While this waits, nothing more is read from stdin: that is the back-pressure."""
     while True:
         try:
             if not conn.write(chunk):
-                conn.drain()  # the peer reads slower than stdin arrives: stop reading stdin
-            return None
-        except connman.QueueFull as exc:
-            print(f"connman: queue full: {exc}", file=sys.stderr, flush=True)
-            return EXIT_QUEUE_FULL
+                # Accepted, but the peer reads slower than stdin arrives. False from the wait: the
+                # connection dropped, and the next write goes to its queue.
+                conn.wait_writable()
+            return True
+        except (connman.QueueFull, connman.NotConnected) as exc:
+            # Down, and the queue is full (or off: --queue 0). When the connection is back, the
+            # queue goes out first, and then there is room.
+            if conn.is_connected:
+                conn.wait_changed(0.1)  # its transport is closing: the loss is being reported
+            else:
+                _status(verbose, f"not reading stdin until the connection is back ({exc})")
+                conn.wait_connected()
+        except connman.BufferFull:
+            conn.wait_writable()
         except connman.GaveUp:
-            return _gave_up(conn)
-        except connman.NotConnected:  # --queue 0: wait for the connection instead
-            _status(verbose, "waiting for the connection (--queue 0)")
-            conn.wait_connected(1.0)
+            return False
+
+
+def _linger(conn: connman.Connection, seconds: float) -> None:
+    """Keep printing what the peer sends for `seconds`, while the connection is up or on its way up;
+    at once if it is down (nothing will arrive)."""
+    deadline = time.monotonic() + seconds
+    while conn.state in (connman.State.CONNECTED, connman.State.CONNECTING):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        conn.wait_changed(left)
 
 
 def _gave_up(conn: connman.Connection) -> int:
