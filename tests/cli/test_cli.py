@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import io
-import os
-import queue
+import signal
 import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import pytest
 
 import connman
+from connman._options import Endpoint
 from connman.cli import main
-from connman.cli._status import LiveView
+from connman.cli._status import LiveView, endpoint
 from connman.testing import EchoServer, ServerThread
 from tests.conftest import BOUND
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-
-
-def connman_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "connman", *args]
+from .helpers import ENV, connman_command
+from .helpers import Lines as Lines  # re-exported: tests/test_examples.py imports it from here
 
 
 def test_demo_recovers_from_every_fault_and_loses_nothing(capsys: pytest.CaptureFixture[str]) -> None:
@@ -38,33 +31,6 @@ def test_demo_recovers_from_every_fault_and_loses_nothing(capsys: pytest.Capture
     assert "  bytes lost          0\n" in out
     assert "everything recovered" in out
     assert "\x1b[" not in out  # not a terminal: plain lines, no redrawing
-
-
-class Lines:
-    """The lines a subprocess writes to a pipe, readable with a bound."""
-
-    def __init__(self, pipe: object) -> None:
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        self.pipe = pipe
-        self.reader = threading.Thread(target=self._read, args=(pipe,), daemon=True)
-        self.reader.start()
-
-    def close(self) -> None:
-        self.reader.join(BOUND)  # it ends at EOF, once the process has exited
-        self.pipe.close()  # type: ignore[attr-defined]
-
-    def _read(self, pipe: object) -> None:
-        for line in pipe:  # type: ignore[attr-defined]
-            self.lines.put(line.decode() if isinstance(line, bytes) else line)
-
-    def wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + BOUND
-        while True:
-            line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            self.seen.append(line)
-            if text in line:
-                return
 
 
 def test_cat_delivers_every_line_once_and_in_order_across_two_restarts() -> None:
@@ -117,7 +83,7 @@ def _until(predicate: object) -> None:
         time.sleep(0.005)
 
 
-def test_cat_exit_statuses_for_give_up_and_queue_overflow() -> None:
+def test_cat_gives_up_with_exit_status_3_only_with_input_unsent() -> None:
     with ServerThread() as server:
         port = server.port
     gave_up = subprocess.run(
@@ -129,15 +95,14 @@ def test_cat_exit_statuses_for_give_up_and_queue_overflow() -> None:
     )
     assert gave_up.returncode == 3
     assert b"connman: gave up on 127.0.0.1:" in gave_up.stderr
-    overflow = subprocess.run(
-        connman_command("cat", "--queue", "1000", f"127.0.0.1:{port}"),
-        input=b"x" * 100_000,
+    nothing_to_send = subprocess.run(
+        connman_command("cat", "--max-attempts", "2", "--initial", "0.01", f"127.0.0.1:{port}"),
+        input=b"",
         capture_output=True,
         env=ENV,
         timeout=30,
     )
-    assert overflow.returncode == 4
-    assert b"connman: queue full: write of" in overflow.stderr
+    assert nothing_to_send.returncode == 0, nothing_to_send.stderr
 
 
 def test_watch_once_says_whether_all_are_up() -> None:
@@ -172,19 +137,35 @@ def test_watch_once_says_whether_all_are_up() -> None:
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["cat", "nonsense"], "expected HOST:PORT"),
         (["cat", "127.0.0.1:0"], "port must be in 1..65535"),
-        (["cat", "--queue", "-1", "127.0.0.1:80"], "expected a number of bytes"),
-        (["cat", "--cap", "0", "127.0.0.1:80"], "expected a number of seconds > 0"),
-        (["cat", "--factor", "0.5", "127.0.0.1:80"], "factor must be a finite number >= 1"),
+        (["cat", "::1:6379"], "'::1:6379' is ambiguous: write an IPv6 address in brackets, [::1]:6379"),
+        (["watch", "fe80::1:80"], "write an IPv6 address in brackets, [fe80::1]:80"),
+        (["cat", "--queue", "-1", "127.0.0.1:80"], "argument --queue: expected a number of bytes"),
+        (["cat", "--cap", "0", "127.0.0.1:80"], "argument --cap: expected a number of seconds > 0"),
+        (["cat", "--linger", "-1", "127.0.0.1:80"], "argument --linger: expected a number of seconds >= 0"),
+        (["cat", "--linger", "nan", "127.0.0.1:80"], "argument --linger: expected a number of seconds >= 0"),
+        (
+            ["cat", "--factor", "0.5", "127.0.0.1:80"],
+            "argument --factor: factor must be a finite number >= 1",
+        ),
+        (["watch", "--factor", "x", "127.0.0.1:80"], "argument --factor: expected a number >= 1, not 'x'"),
+        (["watch", "--initial", "2", "--cap", "1", "127.0.0.1:80"], "argument --cap: cap must be >= initial"),
         (["watch"], "the following arguments are required: HOST:PORT"),
-        (["watch", "--timeout", "x", "127.0.0.1:80"], "expected a number of seconds"),
-        (["demo", "--duration", "-1"], "expected a number of seconds > 0"),
+        (["watch", "--timeout", "x", "127.0.0.1:80"], "argument --timeout: expected a number of seconds"),
+        (["demo", "--duration", "-1"], "argument --duration: expected a number of seconds > 0"),
     ],
 )
-def test_bad_arguments_are_a_usage_error(args: list[str], message: str) -> None:
+def test_bad_arguments_are_a_usage_error_of_the_command(args: list[str], message: str) -> None:
     done = subprocess.run(connman_command(*args), capture_output=True, text=True, env=ENV, timeout=30)
     assert done.returncode == 2
-    assert "usage: connman" in done.stderr
+    command = "connman" if args[0] == "frobnicate" else f"connman {args[0]}"
+    assert done.stderr.startswith(f"usage: {command} ")  # that command's usage, not the top level's
+    assert f"\n{command}: error: " in done.stderr
     assert message in done.stderr
+
+
+def test_bracketed_ipv6_addresses_are_endpoints() -> None:
+    assert endpoint("[::1]:6379") == Endpoint(6379, "::1")
+    assert endpoint("127.0.0.1:11211") == Endpoint(11211, "127.0.0.1")
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["cat"], ["watch"]])
@@ -196,6 +177,73 @@ def test_help_on_every_command(command: list[str]) -> None:
     assert "usage: connman" in done.stdout
     if command:
         assert "examples:" in done.stdout
+
+
+def test_the_exit_statuses_are_in_the_top_level_help() -> None:
+    done = subprocess.run(connman_command("--help"), capture_output=True, text=True, env=ENV, timeout=30)
+    statuses = done.stdout.split("exit status:\n", 1)[1]
+    codes = [line.split()[0] for line in statuses.splitlines() if line.strip()]
+    assert codes == ["0", "1", "2", "3", "130"]
+    assert "--max-attempts" in statuses and "watch --once" in statuses and "Ctrl-C" in statuses
+
+
+def test_demo_duration_1_runs_about_1_s() -> None:
+    # It ran 5 s whatever --duration said. The bound is generous for a loaded machine, and far
+    # below what the old fixed schedule took.
+    done = subprocess.run(
+        connman_command("demo", "--duration", "1"), capture_output=True, text=True, env=ENV, timeout=4
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "  faults injected     4\n" in done.stdout
+
+
+def interrupted(command: Lines, process: subprocess.Popen[str], after: str) -> tuple[int, str]:
+    """Ctrl-C once `after` has appeared on stdout: the exit status and what was on stderr."""
+    command.wait_for(after)
+    process.send_signal(signal.SIGINT)
+    returncode = process.wait(BOUND)
+    command.close()
+    assert process.stderr is not None
+    stderr = process.stderr.read()
+    process.stderr.close()
+    return returncode, stderr
+
+
+@pytest.mark.parametrize("after", ["connected to", "FAULT: stall", "FAULT: refuse"])
+def test_demo_stops_quietly_with_130_on_ctrl_c(after: str) -> None:
+    process = subprocess.Popen(
+        connman_command("demo", "--duration", "4"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        returncode, stderr = interrupted(Lines(process.stdout), process, after)
+    finally:
+        process.kill()
+        process.wait(BOUND)
+    assert returncode == 130
+    # No traceback, no "Task exception was never retrieved", no "coroutine ... was never awaited".
+    assert stderr == ""
+
+
+def test_watch_exits_130_on_ctrl_c() -> None:
+    with ServerThread() as server:
+        process = subprocess.Popen(
+            connman_command("watch", "--interval", "0.05", f"127.0.0.1:{server.port}"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        try:
+            returncode, stderr = interrupted(Lines(process.stdout), process, "connected")
+        finally:
+            process.kill()
+            process.wait(BOUND)
+    assert returncode == 130
+    assert stderr == ""
 
 
 class Terminal(io.StringIO):

@@ -1,8 +1,8 @@
 """The `connman` command: `connman demo`, `connman cat HOST:PORT`, `connman watch HOST:PORT...`.
 
 Exit status: 0 success; 1 `demo` did not recover everything, or `watch --once` found an endpoint down;
-2 bad arguments; 3 `cat` gave up (`--max-attempts` / `--give-up-after`); 4 `cat`'s queue overflowed;
-130 interrupted.
+2 bad arguments; 3 `cat` gave up (`--max-attempts` / `--give-up-after`) with input unsent; 130
+interrupted (Ctrl-C). 4 is not used: `cat` pushes back on stdin rather than overflow (decision 28).
 """
 
 from __future__ import annotations
@@ -26,22 +26,42 @@ EXAMPLES = {
   tail -f app.log | connman cat -v --queue 10000000 logs.internal:5140
   connman cat --max-attempts 5 [::1]:6379 < commands.txt
 
-exit status: 0 stdin sent, 2 bad arguments, 3 gave up, 4 queue overflow, 130 interrupted""",
+exit status: 0 stdin sent, 2 bad arguments, 3 gave up with input unsent, 130 interrupted""",
     "watch": """examples:
   connman watch 127.0.0.1:11211 127.0.0.1:6379
   connman watch --once --timeout 2 db:5432 cache:11211 && echo all up
 
-exit status (--once): 0 all up, 1 at least one down, 2 bad arguments""",
+exit status: (--once) 0 all up, 1 at least one down; 2 bad arguments, 130 interrupted""",
 }
+
+EXIT_STATUSES = """exit status:
+  0    success
+  1    demo: not everything recovered; watch --once: an endpoint is down
+  2    bad arguments
+  3    cat: gave up (--max-attempts, --give-up-after) with input unsent
+  130  interrupted (Ctrl-C)"""
+
+EXIT_INTERRUPTED = 130
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
-    if not value > 0 or value == float("inf"):
+    value = _number(text)
+    if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, not {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
     return value
 
 
@@ -57,6 +77,22 @@ def _bytes(text: str) -> int:
     return int(text)
 
 
+def _factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, not {text!r}") from None
+    try:
+        connman.Backoff(factor=value)  # Backoff's own rule, so the two cannot disagree
+    except (TypeError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+#: The Backoff fields the retry flags set, by flag.
+BACKOFF_FLAGS = {"initial": "--initial", "factor": "--factor", "cap": "--cap", "jitter": "--jitter"}
+
+
 def _add_retry_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reconnecting")
     defaults = connman.Backoff()
@@ -64,7 +100,7 @@ def _add_retry_options(parser: argparse.ArgumentParser) -> None:
         "--initial", type=_positive, default=defaults.initial, help="first retry delay, s (%(default)s)"
     )
     group.add_argument(
-        "--factor", type=float, default=defaults.factor, help="delay growth factor (%(default)s)"
+        "--factor", type=_factor, default=defaults.factor, help="delay growth factor, >= 1 (%(default)s)"
     )
     group.add_argument(
         "--cap", type=_positive, default=defaults.cap, help="largest retry delay, s (%(default)s)"
@@ -76,13 +112,26 @@ def _add_retry_options(parser: argparse.ArgumentParser) -> None:
         help="(%(default)s)",
     )
     group.add_argument("--connect-timeout", type=_positive, default=10.0, help="per attempt, s (%(default)s)")
+    parser.set_defaults(parser=parser)  # so that errors found after parsing show this command's usage
+
+
+def _backoff(args: argparse.Namespace) -> connman.Backoff:
+    """The retry flags as a `Backoff`; a usage error of the command, naming the flag, if they clash."""
+    try:
+        return connman.Backoff(initial=args.initial, factor=args.factor, cap=args.cap, jitter=args.jitter)
+    except (TypeError, ValueError) as exc:
+        field = str(exc).split(" ", 1)[0]  # Backoff's messages start with the field at fault
+        flag = BACKOFF_FLAGS.get(field)
+        command: argparse.ArgumentParser = args.parser
+        command.error(f"argument {flag}: {exc}" if flag else str(exc))
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="connman",
         description="Managed TCP connections that come back: see them work, pipe through one, watch some.",
-        epilog="Run `connman COMMAND --help` for each command's options and examples.",
+        epilog="Run `connman COMMAND --help` for each command's options and examples.\n\n" + EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"connman {connman.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -101,8 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser(
         "cat",
         help="a netcat that survives restarts of the other end",
-        description="stdin to the connection, the connection to stdout; input is queued while the"
-        " connection is down. Exits when stdin ends and the queue is flushed.",
+        description="stdin to the connection, the connection to stdout. While the connection is down,"
+        " input is queued (up to --queue bytes), then cat stops reading stdin until it is back: nothing"
+        " is dropped. Exits when stdin ends and everything read has been sent.",
         epilog=EXAMPLES["cat"],
         formatter_class=formatter,
     )
@@ -110,7 +160,10 @@ def _parser() -> argparse.ArgumentParser:
     cat.add_argument("-v", "--verbose", action="store_true", help="report the connection's status on stderr")
     cat.add_argument("--queue", type=_bytes, default=1 << 20, help="bytes to queue while down (%(default)s)")
     cat.add_argument(
-        "--linger", type=float, default=0.5, help="after stdin ends, print replies for this long"
+        "--linger",
+        type=_non_negative,
+        default=0.5,
+        help="after everything is sent, print replies for this long, s (%(default)s)",
     )
     cat.add_argument(
         "--max-attempts", type=_count, default=None, help="give up after N failed attempts in a row"
@@ -141,17 +194,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """Run the command line; return the exit status (see `connman --help`)."""
+    try:
+        return _run(_parser().parse_args(argv))
+    except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: while starting, say
+        return EXIT_INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "demo":
         from ._demo import run as demo
 
         return demo(duration=args.duration)
-    try:
-        backoff = connman.Backoff(initial=args.initial, factor=args.factor, cap=args.cap, jitter=args.jitter)
-    except (TypeError, ValueError) as exc:
-        parser.error(str(exc))
+    backoff = _backoff(args)
     if args.command == "cat":
         from ._cat import run as cat
 

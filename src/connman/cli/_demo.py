@@ -18,6 +18,7 @@ import asyncio
 import logging
 import statistics
 import time
+from collections.abc import Awaitable, Callable
 
 import connman
 from connman.testing import EchoServer, FaultProxy
@@ -25,6 +26,8 @@ from connman.testing import EchoServer, FaultProxy
 from ._status import LiveView
 
 __all__ = ["run"]
+
+EXIT_INTERRUPTED = 130
 
 
 class _Client:
@@ -95,21 +98,47 @@ class _Events:
         self.view.event(f"[{time.monotonic() - self.start:6.2f}s] {message}")
 
 
-#: Seconds without an echo after which a connection is presumed dead (the stall fault shows it).
-IDLE_TIMEOUT = 0.5
+class _Timing:
+    """The demo's schedule, scaled to fit `duration` seconds: the idle timeout, how long the stall and
+    the refusal last, and the gap before each fault. A 20 s run uses a 0.5 s idle timeout; short runs
+    a shorter one (0.2 s at least), so that every fault still fits."""
+
+    FAULTS = 4
+
+    def __init__(self, duration: float) -> None:
+        self.duration = duration
+        self.idle_timeout = min(max(duration / 10, 0.2), 0.5)
+        self.stall = 2.5 * self.idle_timeout  # long enough for the idle timeout to notice
+        self.refuse = min(max(duration / 10, 0.1), 1.0)
+        # The faults take 90 % of the run, the rest is to see everything recover.
+        busy = 0.9 * duration - self.stall - self.refuse
+        self.gap = max(busy / self.FAULTS, 0.05)
 
 
 async def _demo(duration: float) -> int:
+    timing = _Timing(duration)
     view = LiveView()
     events = _Events(view)
-    say = events.say
     server = await EchoServer().start()
-    proxy = await FaultProxy(server.port).start()
+    try:
+        proxy = await FaultProxy(server.port).start()
+        try:
+            return await _run_clients(timing, view, events, server, proxy)
+        finally:
+            await proxy.stop()
+    finally:
+        await server.stop()
+
+
+async def _run_clients(
+    timing: _Timing, view: LiveView, events: _Events, server: EchoServer, proxy: FaultProxy
+) -> int:
+    say = events.say
     say(f"echo server on 127.0.0.1:{server.port}, fault proxy in front of it on 127.0.0.1:{proxy.port}")
     options: connman.ConnectOptions = {
         "backoff": connman.Backoff(initial=0.05, factor=1.6, cap=0.5),
         "queue_while_down": 1 << 20,
-        "idle_timeout": IDLE_TIMEOUT,
+        "idle_timeout": timing.idle_timeout,
     }
     clients: dict[connman.Connection, _Client] = {}
     async with connman.ConnectionManager() as cm:
@@ -134,49 +163,56 @@ async def _demo(duration: float) -> int:
                 view.draw(named)
                 await asyncio.sleep(0.2)
 
-        async def faults() -> int:
-            step = max(duration / 5, 0.5)
-            schedule = [
-                ("restart the server", server.restart()),
-                ("reset every connection (RST)", _call(proxy.reset_all)),
-                (
-                    f"stall every connection for {3 * IDLE_TIMEOUT} s (idle_timeout={IDLE_TIMEOUT})",
-                    _stall(proxy),
-                ),
-                ("refuse connections for 1 s", _refuse(proxy, 1.0)),
-            ]
-            for what, fault in schedule:
-                await asyncio.sleep(step)
-                say(f"FAULT: {what}")
-                await fault
-            return len(schedule)
+        async def stall() -> None:
+            proxy.stall(True)
+            await asyncio.sleep(timing.stall)
+            proxy.stall(False)
 
-        traffic_task = asyncio.create_task(traffic())
-        redraw_task = asyncio.create_task(redraw())
-        injected = await faults()
-        await asyncio.sleep(max(duration - (time.monotonic() - events.start), 0.5))
-        traffic_task.cancel()
-        # Let every echo come home before judging.
+        async def refuse() -> None:
+            await proxy.refuse()
+            proxy.close_all()
+            await asyncio.sleep(timing.refuse)
+            await proxy.start()
+
+        async def reset_all() -> None:
+            proxy.reset_all()
+
+        # Coroutine functions, not coroutines: a run cut short leaves none never awaited.
+        schedule: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("restart the server", server.restart),
+            ("reset every connection (RST)", reset_all),
+            (f"stall every connection for {timing.stall:g} s (idle_timeout={timing.idle_timeout:g})", stall),
+            (f"refuse connections for {timing.refuse:g} s", refuse),
+        ]
+        tasks = [asyncio.create_task(traffic()), asyncio.create_task(redraw())]
         try:
-            async with asyncio.timeout(5):
-                for client in clients.values():
-                    await client.everything_echoed.wait()
-        except TimeoutError:
-            pass
-        redraw_task.cancel()
+            for what, fault in schedule:
+                await asyncio.sleep(timing.gap)
+                say(f"FAULT: {what}")
+                await fault()
+            await asyncio.sleep(max(timing.duration - (time.monotonic() - events.start), 0.05))
+            tasks[0].cancel()  # no new records: let every echo come home before judging
+            try:
+                async with asyncio.timeout(max(timing.duration / 4, 1.0)):
+                    for client in clients.values():
+                        await client.everything_echoed.wait()
+            except TimeoutError:
+                pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         view.draw(named)
         if not view.live:
             view.print_table(named)
         say("disconnecting everything")
-    await proxy.stop()
-    await server.stop()
 
     recoveries = [r for c in clients.values() for r in c.recoveries]
     sent = sum(c.sent for c in clients.values())
     echoed = sum(c.echoed for c in clients.values())
     print()
     print("summary")
-    print(f"  faults injected     {injected}")
+    print(f"  faults injected     {len(schedule)}")
     print(f"  resets seen         {sum(c.resets for c in clients.values())}")
     if recoveries:
         print(f"  recovery median     {statistics.median(recoveries) * 1000:.0f} ms")
@@ -191,25 +227,10 @@ async def _demo(duration: float) -> int:
     return 0 if ok else 1
 
 
-async def _call(fault: object) -> None:
-    assert callable(fault)
-    fault()
-
-
-async def _stall(proxy: FaultProxy) -> None:
-    proxy.stall(True)
-    await asyncio.sleep(3 * IDLE_TIMEOUT)
-    proxy.stall(False)
-
-
-async def _refuse(proxy: FaultProxy, seconds: float) -> None:
-    await proxy.refuse()
-    proxy.close_all()
-    await asyncio.sleep(seconds)
-    await proxy.start()
-
-
 def run(duration: float = 20.0) -> int:
-    """Run the demo for about `duration` seconds; return 0 if everything recovered."""
+    """Run the demo for about `duration` seconds; return 0 if everything recovered, 130 on Ctrl-C."""
     logging.getLogger("connman").setLevel(logging.WARNING)
-    return asyncio.run(_demo(duration))
+    try:
+        return asyncio.run(_demo(duration))
+    except KeyboardInterrupt:  # asyncio.run() cancelled the demo, which cleaned up after itself
+        return EXIT_INTERRUPTED

@@ -22,6 +22,11 @@ def endpoint(text: str) -> Endpoint:
         raise argparse.ArgumentTypeError(
             f"expected HOST:PORT (e.g. 127.0.0.1:11211 or [::1]:6379), not {text!r}"
         )
+    if ":" in host and not host.startswith("["):
+        # `::1:6379` could be port 6379 of ::1 or the address ::1:6379 with its port missing.
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is ambiguous: write an IPv6 address in brackets, [{host}]:{port}"
+        )
     try:
         return check_endpoint(int(port), host)
     except (TypeError, ValueError) as exc:

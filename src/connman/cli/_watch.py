@@ -2,7 +2,7 @@
 
 Until Ctrl-C, the status table is redrawn in place on a terminal (printed every `--interval` seconds
 elsewhere). With `--once`, it waits up to `--timeout` seconds for every endpoint to connect, prints one
-table and exits 0 if all are up, 1 if not: usable in scripts and health checks.
+table and exits 0 if all are up, 1 if not: usable in scripts and health checks. Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -56,6 +56,6 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
                 print(flush=True)
             time.sleep(args.interval)
     except KeyboardInterrupt:
-        return 0
+        return EXIT_INTERRUPTED
     finally:
         connman.disconnect_all()
