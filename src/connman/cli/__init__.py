@@ -150,15 +150,21 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser(
         "cat",
         help="a netcat that survives restarts of the other end",
-        description="stdin to the connection, the connection to stdout. While the connection is down,"
-        " input is queued (up to --queue bytes), then cat stops reading stdin until it is back: nothing"
-        " is dropped. Exits when stdin ends and everything read has been sent.",
+        description="stdin to the connection, the connection to stdout. While the connection is down,\n"
+        "input is queued (up to --queue bytes); once the queue is full, cat stops reading stdin until\n"
+        "the connection is back (bytes in flight when a connection drops can be lost with it).\n"
+        "Exits when stdin ends and everything read has been sent.",
         epilog=EXAMPLES["cat"],
         formatter_class=formatter,
     )
     cat.add_argument("endpoint", type=endpoint, metavar="HOST:PORT")
     cat.add_argument("-v", "--verbose", action="store_true", help="report the connection's status on stderr")
-    cat.add_argument("--queue", type=_bytes, default=1 << 20, help="bytes to queue while down (%(default)s)")
+    cat.add_argument(
+        "--queue",
+        type=_bytes,
+        default=1 << 20,
+        help="bytes to queue while down, then stop reading stdin (%(default)s)",
+    )
     cat.add_argument(
         "--linger",
         type=_non_negative,

@@ -3,11 +3,11 @@
 stdin goes to the connection, the connection to stdout. While the connection is down, input is queued
 (up to `--queue` bytes) and sent first when it is back; once the queue is full, cat stops reading
 stdin until the connection is back, and while the peer reads slower than stdin arrives it stops
-reading until the send buffer has room again (back-pressure: nothing read is dropped, and input of
-any size gets through). When stdin ends, cat waits until everything read has been sent, keeps
-printing what arrives for `--linger` seconds while the connection is up, and exits 0; with nothing
-left to send it exits at once even if nothing listens. It gives up (exit 3) only through
-`--max-attempts` / `--give-up-after`, and only with input still unsent.
+reading until the send buffer has room again (back-pressure: input of any size gets through; only
+bytes in flight when a connection drops can be lost with it). When stdin ends, cat waits until
+everything read has been sent, keeps printing what arrives for `--linger` seconds while the
+connection is up, and exits 0; with nothing left to send it exits at once even if nothing listens.
+It gives up (exit 3) only through `--max-attempts` / `--give-up-after`, and only with input unsent.
 """
 
 from __future__ import annotations
