@@ -42,8 +42,15 @@ class Lines:
         for line in pipe:
             self.lines.put(line.decode() if isinstance(line, bytes) else line)
 
-    def wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + BOUND
+    def everything(self) -> str:
+        """All that was written, once the process has exited (its end of the pipe is closed)."""
+        self.reader.join(BOUND)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return "".join(self.seen)
+
+    def wait_for(self, text: str, bound: float = BOUND) -> None:
+        deadline = time.monotonic() + bound
         while True:
             line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
             self.seen.append(line)

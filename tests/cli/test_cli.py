@@ -16,7 +16,7 @@ from connman.cli._status import LiveView, endpoint
 from connman.testing import EchoServer, ServerThread
 from tests.conftest import BOUND
 
-from .helpers import ENV, connman_command
+from .helpers import ENV, Cli, connman_command
 from .helpers import Lines as Lines  # re-exported: tests/test_examples.py imports it from here
 
 
@@ -197,32 +197,18 @@ def test_demo_duration_1_runs_about_1_s() -> None:
     assert "  faults injected     4\n" in done.stdout
 
 
-def interrupted(command: Lines, process: subprocess.Popen[str], after: str) -> tuple[int, str]:
-    """Ctrl-C once `after` has appeared on stdout: the exit status and what was on stderr."""
-    command.wait_for(after)
-    process.send_signal(signal.SIGINT)
-    returncode = process.wait(BOUND)
-    command.close()
-    assert process.stderr is not None
-    stderr = process.stderr.read()
-    process.stderr.close()
-    return returncode, stderr
+def interrupted(command: Cli, after: str) -> tuple[int, str]:
+    """Ctrl-C once `after` has appeared on stdout: the exit status and all that was on stderr."""
+    assert command.stdout is not None
+    command.stdout.wait_for(after, 3 * BOUND)  # the demo's last fault is 3 s in, later under load
+    command.process.send_signal(signal.SIGINT)
+    return command.wait(BOUND), command.stderr.everything()
 
 
 @pytest.mark.parametrize("after", ["connected to", "FAULT: stall", "FAULT: refuse"])
 def test_demo_stops_quietly_with_130_on_ctrl_c(after: str) -> None:
-    process = subprocess.Popen(
-        connman_command("demo", "--duration", "4"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
-    try:
-        returncode, stderr = interrupted(Lines(process.stdout), process, after)
-    finally:
-        process.kill()
-        process.wait(BOUND)
+    with Cli("demo", "--duration", "4", stdout=subprocess.PIPE) as demo:
+        returncode, stderr = interrupted(demo, after)
     assert returncode == 130
     # No traceback, no "Task exception was never retrieved", no "coroutine ... was never awaited".
     assert stderr == ""
@@ -230,18 +216,8 @@ def test_demo_stops_quietly_with_130_on_ctrl_c(after: str) -> None:
 
 def test_watch_exits_130_on_ctrl_c() -> None:
     with ServerThread() as server:
-        process = subprocess.Popen(
-            connman_command("watch", "--interval", "0.05", f"127.0.0.1:{server.port}"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        try:
-            returncode, stderr = interrupted(Lines(process.stdout), process, "connected")
-        finally:
-            process.kill()
-            process.wait(BOUND)
+        with Cli("watch", "--interval", "0.05", f"127.0.0.1:{server.port}", stdout=subprocess.PIPE) as watch:
+            returncode, stderr = interrupted(watch, "connected")
     assert returncode == 130
     assert stderr == ""
 
