@@ -20,6 +20,7 @@ from typing import Unpack
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
+from ._heartbeat import Heartbeat
 from ._options import ConnectOptions, Endpoint, document_options
 from ._portal import Wait
 from ._state import State
@@ -32,6 +33,7 @@ from .errors import (
     ConnmanError,
     Disconnected,
     GaveUp,
+    HeartbeatTimeout,
     IdleTimeout,
     LoopGone,
     NotConnected,
@@ -56,6 +58,8 @@ __all__ = [
     "Endpoint",
     "GaveUp",
     "Handler",
+    "Heartbeat",
+    "HeartbeatTimeout",
     "IdleTimeout",
     "LoopGone",
     "NotConnected",

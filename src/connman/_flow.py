@@ -44,9 +44,19 @@ from collections import deque
 from typing import Final
 
 from ._causes import Cause, classify
+from ._heartbeat import HeartbeatWatch
 from ._options import Options
 from ._state import ConnectionMachine, State
-from .errors import BufferFull, ConnmanError, Disconnected, GaveUp, IdleTimeout, NotConnected, QueueFull
+from .errors import (
+    BufferFull,
+    ConnmanError,
+    Disconnected,
+    GaveUp,
+    HeartbeatTimeout,
+    IdleTimeout,
+    NotConnected,
+    QueueFull,
+)
 
 __all__ = [
     "CLOSE_LINGER",
@@ -180,15 +190,18 @@ def last_alive(
     idle: IdleWatch | None,
     keepalive: tuple[float, float, int] | None,
     user_timeout: float | None,
+    heartbeat: HeartbeatWatch | None = None,
 ) -> float | None:
     """The last time a lost connection is known to have been alive; None: `now` (it was alive).
 
-    After the idle deadline, the last byte seen; after the kernel's own half-open detection
-    (`ETIMEDOUT` on an established connection), `now` minus the shortest silence that detection needs
-    (keepalive's idle + interval × count, or `user_timeout`).
+    After the idle deadline or an unanswered heartbeat, the last byte seen; after the kernel's own
+    half-open detection (`ETIMEDOUT` on an established connection), `now` minus the shortest silence
+    that detection needs (keepalive's idle + interval × count, or `user_timeout`).
     """
     if isinstance(error, IdleTimeout):
         return idle.alive_until if idle is not None else None
+    if isinstance(error, HeartbeatTimeout):
+        return heartbeat.alive_until if heartbeat is not None else None
     if classify(error, connected=True) is not Cause.HALF_OPEN:
         return None
     silent: float | None = None

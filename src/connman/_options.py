@@ -41,6 +41,7 @@ from ._checks import (
     Seconds,
     Text,
 )
+from ._heartbeat import Heartbeat
 
 __all__ = [
     "CALLBACKS",
@@ -229,6 +230,17 @@ class ConnectOptions(TypedDict, total=False):
             none="silence is never taken for a dead peer",
         ),
     ]
+    heartbeat: Annotated[
+        Heartbeat | None,
+        Option(
+            default=None,
+            check=Instance(kind=Heartbeat, label="a connman.Heartbeat"),
+            doc="`Heartbeat(interval, timeout, send)`: after `interval` seconds with nothing received, "
+            "ping (`send(conn)`, or write `send` if bytes); if nothing at all arrives within `timeout` "
+            "after that, the connection is lost with `Cause.HALF_OPEN`. Any byte counts as the reply.",
+            none="no heartbeat",
+        ),
+    ]
     max_write_buffer: Annotated[
         int | None,
         Option(
@@ -408,6 +420,7 @@ class Options:
     keepalive: tuple[float, float, int] | None
     user_timeout: float | None
     idle_timeout: float | None
+    heartbeat: Heartbeat | None
     max_write_buffer: int | None
     resolver: Resolver | None
     #: The pass-through options given (ssl, family, ...), for `loop.create_connection(**...)`; one left

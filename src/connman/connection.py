@@ -23,6 +23,7 @@ from ._callbacks import Callbacks, Dispatcher, resume_caller
 from ._causes import Cause
 from ._dial import dial
 from ._flow import Admit, IdleWatch, Outbox, admit_write
+from ._heartbeat import Beat, HeartbeatWatch
 from ._options import Endpoint, Options, check_timeout
 from ._portal import Home, Signal, Wait, on_fork_in_child, wait_until
 from ._protocol import ManagedProtocol, new_protocol, set_tcp_options, shut_down
@@ -47,7 +48,16 @@ from ._state import (
     State,
 )
 from ._stats import Stats
-from .errors import Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, QueueFull
+from .errors import (
+    ConnmanError,
+    Disconnected,
+    GaveUp,
+    HeartbeatTimeout,
+    IdleTimeout,
+    LoopGone,
+    NotConnected,
+    QueueFull,
+)
 
 __all__ = ["Connection", "Stats", "disconnect_many", "homes_of"]
 
@@ -86,6 +96,7 @@ class Connection:
         "__weakref__",
         "_attempt",
         "_attempt_started",
+        "_beat",
         "_bytes_in",
         "_bytes_out",
         "_callbacks",
@@ -137,6 +148,7 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._idle: IdleWatch | None = None
+        self._beat: HeartbeatWatch | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._protocol: ManagedProtocol | None = None
         self._transport: asyncio.Transport | None = None
@@ -669,7 +681,7 @@ class Connection:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        self._idle = None
+        self._idle = self._beat = None
         protocol = self._protocol
         if protocol is not None:
             protocol.active = False
@@ -755,9 +767,17 @@ class Connection:
         high = _flow.high_water(self._options.max_write_buffer)
         transport.set_write_buffer_limits(high=high, low=high // 4)
         now = _now()
-        if self._options.idle_timeout is not None:
-            self._idle = IdleWatch(self._options.idle_timeout, now, 0)
-            self._idle_timer = self._home.loop.call_later(self._options.idle_timeout, self._idle_check)
+        idle_timeout, heartbeat = self._options.idle_timeout, self._options.heartbeat
+        if idle_timeout is not None or heartbeat is not None:
+            # One timer drives both watches (see _idle_check): first due at the earlier of the two.
+            first = sys.float_info.max
+            if idle_timeout is not None:
+                self._idle = IdleWatch(idle_timeout, now, 0)
+                first = idle_timeout
+            if heartbeat is not None:
+                self._beat = HeartbeatWatch(heartbeat, now, 0)
+                first = min(first, heartbeat.interval)
+            self._idle_timer = self._home.loop.call_later(first, self._idle_check)
         self._transport = transport
         self._connect_latency = now - self._attempt_started
         # Queued writes go out before anything else, before on_connect can write.
@@ -800,25 +820,69 @@ class Connection:
         now = _now()
         options = self._options
         alive_until = _flow.last_alive(
-            exc, now, idle=self._idle, keepalive=options.keepalive, user_timeout=options.user_timeout
+            exc,
+            now,
+            idle=self._idle,
+            keepalive=options.keepalive,
+            user_timeout=options.user_timeout,
+            heartbeat=self._beat,
         )
         self._deactivate()
         self._handle(ConnectionLost(error=exc, now=now, alive_until=alive_until))
 
     def _idle_check(self) -> None:
-        # One timer per connection, re-armed only when it fires: the data path pays nothing.
-        watch, protocol, transport = self._idle, self._protocol, self._transport
-        if watch is None or protocol is None or transport is None:
+        # One timer per connection for the idle deadline and the heartbeat, re-armed only when it
+        # fires: the data path pays nothing.
+        watch, beat, protocol = self._idle, self._beat, self._protocol
+        if protocol is None or self._transport is None:
             return
-        delay = watch.check(_now(), protocol.received)
-        if delay is not None:
-            self._idle_timer = self._home.loop.call_later(delay, self._idle_check)
-            return
+        now, received = _now(), protocol.received
+        delay = sys.float_info.max
+        if watch is not None:
+            idle_delay = watch.check(now, received)
+            if idle_delay is None:
+                timeout = watch.timeout
+                self._drop_silent(
+                    IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead")
+                )
+                return
+            delay = idle_delay
+        verdict = Beat.WAIT
+        if beat is not None:
+            verdict, beat_delay = beat.check(now, received)
+            if verdict is Beat.DEAD:
+                self._drop_silent(
+                    HeartbeatTimeout(
+                        f"nothing received within {beat.timeout} s of a heartbeat ping (heartbeat):"
+                        " peer presumed dead"
+                    )
+                )
+                return
+            delay = min(delay, beat_delay)
+        self._idle_timer = self._home.loop.call_later(delay, self._idle_check)
+        if verdict is Beat.PING:
+            self._ping()
+
+    def _drop_silent(self, error: ConnmanError) -> None:
+        transport, protocol = self._transport, self._protocol
         self._idle_timer = None
-        protocol.active = False  # we report the loss ourselves, with its cause
-        transport.abort()
-        timeout = watch.timeout
-        self._lost(IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
+        if protocol is not None:
+            protocol.active = False  # we report the loss ourselves, with its cause
+        if transport is not None:
+            transport.abort()
+        self._lost(error)
+
+    def _ping(self) -> None:
+        heartbeat = self._options.heartbeat
+        assert heartbeat is not None
+        send = heartbeat.send
+        if isinstance(send, bytes):
+            try:
+                self.write(send)
+            except ConnmanError as exc:  # BufferFull: the peer is not reading; the timeout will tell
+                logger.debug("! heartbeat to %s not written: %s", self._endpoint, exc)
+        else:
+            self._dispatcher.call("heartbeat send", send, (self,))
 
     # ---- callbacks -------------------------------------------------------------------------------
 
@@ -837,16 +901,21 @@ class Connection:
     def _callbacks_busy(self, busy: bool) -> None:
         # While an async callback runs, reading is paused: back-pressure for an async on_data. That
         # pause is connman's, not the peer's silence: the idle deadline does not count it.
-        transport, watch, protocol = self._transport, self._idle, self._protocol
+        transport, watch, beat, protocol = self._transport, self._idle, self._beat, self._protocol
         if transport is not None and not transport.is_closing():
             if busy:
                 transport.pause_reading()
                 if watch is not None:
                     watch.pause()
+                if beat is not None:
+                    beat.pause()
             else:
                 transport.resume_reading()
-                if watch is not None and protocol is not None:
-                    watch.resume(_now(), protocol.received)
+                if protocol is not None:
+                    if watch is not None:
+                        watch.resume(_now(), protocol.received)
+                    if beat is not None:
+                        beat.resume(_now(), protocol.received)
         if not busy:
             self._changed()
 

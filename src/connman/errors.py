@@ -10,6 +10,7 @@ The tree::
     ├── BufferFull                                       the peer stopped reading: the send buffer is full
     ├── ConnectTimeout (also a builtin TimeoutError)     an attempt outlasted connect_timeout
     ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
+    ├── HeartbeatTimeout (also a builtin TimeoutError)   a heartbeat ping got no reply in time
     ├── LoopGone (also a builtin RuntimeError)          the connection's event loop has ended
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
@@ -28,6 +29,7 @@ __all__ = [
     "ConnmanError",
     "Disconnected",
     "GaveUp",
+    "HeartbeatTimeout",
     "IdleTimeout",
     "LoopGone",
     "NotConnected",
@@ -87,6 +89,11 @@ class ConnectTimeout(ConnmanError, TimeoutError):
 
 class IdleTimeout(ConnmanError, TimeoutError):
     """Nothing arrived for `idle_timeout` seconds, so the peer was presumed dead (seen in `last_error`)."""
+
+
+class HeartbeatTimeout(ConnmanError, TimeoutError):
+    """Nothing arrived within the heartbeat's `timeout` after a ping, so the peer was presumed dead
+    (seen in `last_error`; `last_cause` is `Cause.HALF_OPEN`)."""
 
 
 class LoopGone(ConnmanError, RuntimeError):
