@@ -152,6 +152,15 @@ def refusal(
         return Disconnected(f"connection to {endpoint} was disconnected by the application")
     if verdict is Admit.GAVE_UP:
         reason = machine.give_up_reason or "max_attempts"
+        if reason == "retry_if":
+            cause = machine.last_cause.value if machine.last_cause is not None else "unknown"
+            return GaveUp(
+                f"connection to {endpoint} gave up: retry_if returned False for {machine.last_error!r}"
+                f" (cause {cause}); call reconnect() to try again",
+                reason=reason,
+                attempts=machine.failures,
+                last_error=machine.last_error,
+            )
         limit = (
             f"max_attempts={options.max_attempts}"
             if reason == "max_attempts"

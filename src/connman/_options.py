@@ -28,6 +28,7 @@ from types import MappingProxyType, NoneType
 from typing import Annotated, Any, Final, TypedDict, TypeVar, get_args, get_type_hints
 
 from ._backoff import Backoff, _check_seconds
+from ._causes import Cause
 from ._checks import (
     TLS,
     Check,
@@ -56,6 +57,7 @@ __all__ = [
     "Option",
     "Options",
     "Resolver",
+    "RetryIf",
     "check_endpoint",
     "check_options",
     "check_timeout",
@@ -77,6 +79,9 @@ DEFAULT_KEEPALIVE: Final = (15.0, 5.0, 3)
 #: high-water mark (64 KiB) only pauses and tells; this bound keeps a peer that never reads from growing
 #: the client's memory without limit, while leaving room for bursts far above the high-water mark.
 DEFAULT_MAX_WRITE_BUFFER: Final = 32 * 1024 * 1024
+
+#: Asked after each failed attempt and each loss: `(error, cause) -> retry?`; see `retry_if`.
+RetryIf = Callable[[BaseException | None, Cause], bool]
 
 #: A resolver hook: `(host, port)` to the address to connect to, sync or async. It runs on every
 #: attempt; what it raises is a failed attempt (raise `socket.gaierror` for "does not resolve").
@@ -158,6 +163,17 @@ class ConnectOptions(TypedDict, total=False):
             doc="How long the connection may stay down (from the loss, or the first failed attempt) "
             "before giving up; no attempt starts after that.",
             none="no deadline",
+        ),
+    ]
+    retry_if: Annotated[
+        RetryIf | None,
+        Option(
+            default=None,
+            check=Function(),
+            doc="`fn(error, cause) -> bool`, asked after each failed attempt and each loss (`error` "
+            "None for a clean EOF); False gives up at once (state FAILED, `on_give_up` called, "
+            '`GaveUp.reason == "retry_if"`). What it raises is reported and counts as True.',
+            none="always retry, within `max_attempts` and `give_up_after`",
         ),
     ]
     on_give_up: Annotated[
@@ -413,6 +429,7 @@ class Options:
     backoff: Backoff
     max_attempts: int | None
     give_up_after: float | None
+    retry_if: RetryIf | None
     on_give_up: Callable[[BaseException], object] | None
     on_error: Callable[[BaseException], object] | None
     nodelay: bool

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from . import _flow
 from ._callbacks import Callbacks, Dispatcher, resume_caller
-from ._causes import Cause
+from ._causes import Cause, classify
 from ._dial import dial
 from ._flow import Admit, IdleWatch, Outbox, admit_write
 from ._heartbeat import Beat, HeartbeatWatch
@@ -740,7 +740,8 @@ class Connection:
         if error.__cause__ is not None:
             error.__cause__.__traceback__ = None
         self._protocol = None
-        self._handle(ConnectFailed(error=error, now=_now()))
+        retry = self._retry(error, classify(error, connected=False))
+        self._handle(ConnectFailed(error=error, now=_now(), retry=retry))
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         if self._attempt is task:
@@ -828,7 +829,12 @@ class Connection:
             heartbeat=self._beat,
         )
         self._deactivate()
-        self._handle(ConnectionLost(error=exc, now=now, alive_until=alive_until))
+        retry = self._retry(exc, classify(exc, connected=True))
+        self._handle(ConnectionLost(error=exc, now=now, alive_until=alive_until, retry=retry))
+
+    def _retry(self, error: BaseException | None, cause: Cause) -> bool:
+        retry_if = self._options.retry_if
+        return True if retry_if is None else self._dispatcher.ask("retry_if", retry_if, error, cause)
 
     def _idle_check(self) -> None:
         # One timer per connection for the idle deadline and the heartbeat, re-armed only when it

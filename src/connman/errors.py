@@ -5,7 +5,7 @@ The tree::
     ConnmanError
     ├── NotConnected (also a builtin ConnectionError)   the connection is down, retrying
     ├── Disconnected                                     the application called disconnect()
-    ├── GaveUp                                           max_attempts or give_up_after: the connection failed
+    ├── GaveUp                                           max_attempts, give_up_after or retry_if: it failed
     ├── QueueFull                                        the write queue would exceed queue_while_down
     ├── BufferFull                                       the peer stopped reading: the send buffer is full
     ├── ConnectTimeout (also a builtin TimeoutError)     an attempt outlasted connect_timeout
@@ -56,8 +56,9 @@ class GaveUp(ConnmanError):
     """Raised when writing to a connection that stopped retrying (state FAILED).
 
     Attributes:
-        reason: "max_attempts" (that many consecutive attempts failed) or "give_up_after" (the
-            connection stayed down longer than that many seconds).
+        reason: "max_attempts" (that many consecutive attempts failed), "give_up_after" (the
+            connection stayed down longer than that many seconds) or "retry_if" (the application's
+            `retry_if` returned False for the last error).
         attempts: Consecutive failed attempts before giving up.
         last_error: Why the last attempt failed.
     """

@@ -332,6 +332,7 @@ def test_only_options_without_a_range_have_no_bad_values() -> None:
     unbounded = {option.name for option in OPTIONS.values() if not bad_values(option)}
     assert unbounded == {
         "backoff",
+        "retry_if",
         "on_give_up",
         "on_error",
         "nodelay",
