@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Unpack
 
+from . import events as events  # the public module of event types (connman.events)
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause

@@ -16,9 +16,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from . import _flow
+from . import _flow, events
 from ._callbacks import Callbacks, Dispatcher, resume_caller
 from ._causes import Cause, classify
 from ._dial import dial
@@ -48,6 +48,9 @@ from ._state import (
     State,
 )
 from ._stats import Stats
+
+if TYPE_CHECKING:
+    from ._hub import Hub
 from .errors import (
     ConnmanError,
     Disconnected,
@@ -107,12 +110,12 @@ class Connection:
         "_fast",
         "_headroom",
         "_home",
+        "_hub",
         "_idle",
         "_idle_timer",
         "_linger",
         "_live",
         "_machine",
-        "_on_closed",
         "_options",
         "_outbox",
         "_protocol",
@@ -131,13 +134,13 @@ class Connection:
         callbacks: Callbacks,
         options: Options,
         home: Home,
-        on_closed: Callable[[Connection], None] | None = None,
+        hub: Hub | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._callbacks = callbacks
         self._options = options
         self._home = home
-        self._on_closed = on_closed
+        self._hub = hub
         self._machine = ConnectionMachine(
             options.backoff, options.max_attempts, give_up_after=options.give_up_after
         )
@@ -462,8 +465,10 @@ class Connection:
                 outbox.take_batch()
             if dropped:
                 logger.info("discarding %d unsent bytes to %s at disconnect()", dropped, self._endpoint)
-        if self._on_closed is not None:
-            self._on_closed(self)
+        hub = self._hub
+        if hub is not None:
+            closed = events.Closed(conn=self, endpoint=self._endpoint, at=_now()) if hub.listening else None
+            hub.closed(self, closed)
 
     def _disconnect_dead(self) -> None:
         # The loop has ended: nothing will run there again. Drive the machine from this thread and
@@ -616,24 +621,65 @@ class Connection:
     def _start(self) -> None:
         logger.debug("= %s is CONNECTING", self._endpoint)
         if self._machine.state is State.CONNECTING:  # not disconnected before the loop got here
-            self._execute(StartConnect())
+            action = StartConnect()
+            hub = self._hub
+            if hub is not None and hub.listening:
+                self._report(hub, action, 0.0)
+            self._execute(action)
 
     def _handle(self, event: Event) -> None:
         machine = self._machine
         before = machine.state
         actions = machine.handle(event)
         after = machine.state
+        entered = self._state_since
         if after is not before:
             self._state_since = _now()
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("= %s is %s", self._endpoint, after.name)
             self._changed()
+        hub = self._hub
         for action in actions:
             if machine.state is not after:
                 # A callback moved the machine on re-entrantly (disconnect() or reconnect() from
                 # on_reset, say); that call already ran its own actions, so ours are stale.
                 break
+            if hub is not None and hub.listening:
+                self._report(hub, action, self._state_since - entered)
             self._execute(action)
+
+    def _report(self, hub: Hub, action: Action, in_state: float) -> None:
+        # The event of an action, before it runs (before the callback it calls): a listener sees Lost
+        # before anything on_reset does. `in_state`: how long the machine was in the state it left.
+        machine, conn, endpoint, at = self._machine, self, self._endpoint, _now()
+        event: events.Event
+        match action:
+            case StartConnect():
+                attempt = machine.failures + 1
+                event = events.AttemptStarted(conn=conn, endpoint=endpoint, at=at, attempt=attempt)
+            case NotifyConnected():
+                latency = self._connect_latency or 0.0
+                event = events.Connected(conn=conn, endpoint=endpoint, at=at, latency=latency)
+            case NotifyReset():
+                event = events.Lost(
+                    conn=conn,
+                    endpoint=endpoint,
+                    at=at,
+                    error=machine.last_error,
+                    cause=machine.last_cause or Cause.ERROR,
+                    uptime=in_state,
+                )
+            case ScheduleRetry(delay=delay):
+                event = events.RetryScheduled(
+                    conn=conn, endpoint=endpoint, at=at, delay=delay, cause=machine.last_cause
+                )
+            case NotifyGaveUp(error=error, reason=reason, attempts=attempts):
+                event = events.Failed(
+                    conn=conn, endpoint=endpoint, at=at, reason=reason, error=error, attempts=attempts
+                )
+            case _:
+                return
+        hub.publish(event)
 
     def _execute(self, action: Action) -> None:
         loop = self._home.loop
@@ -740,7 +786,16 @@ class Connection:
         if error.__cause__ is not None:
             error.__cause__.__traceback__ = None
         self._protocol = None
-        retry = self._retry(error, classify(error, connected=False))
+        cause = classify(error, connected=False)
+        hub = self._hub
+        if hub is not None and hub.listening:
+            attempt = self._machine.failures + 1
+            hub.publish(
+                events.AttemptFailed(
+                    conn=self, endpoint=self._endpoint, at=_now(), error=error, cause=cause, attempt=attempt
+                )
+            )
+        retry = self._retry(error, cause)
         self._handle(ConnectFailed(error=error, now=_now(), retry=retry))
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
