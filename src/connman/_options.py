@@ -181,7 +181,8 @@ class ConnectOptions(TypedDict, total=False):
         Option(
             default=None,
             check=Function(),
-            doc="Called with the last error when `max_attempts` or `give_up_after` is reached.",
+            doc="Called with the last error when `max_attempts` or `give_up_after` is reached, or "
+            "`retry_if` says no.",
             none="nothing is called (the connection's state is FAILED either way)",
         ),
     ]
