@@ -154,21 +154,16 @@ def refusal(
         reason = machine.give_up_reason or "max_attempts"
         if reason == "retry_if":
             cause = machine.last_cause.value if machine.last_cause is not None else "unknown"
-            return GaveUp(
-                f"connection to {endpoint} gave up: retry_if returned False for {machine.last_error!r}"
-                f" (cause {cause}); call reconnect() to try again",
-                reason=reason,
-                attempts=machine.failures,
-                last_error=machine.last_error,
+            why = f"because retry_if returned False for {machine.last_error!r} (cause {cause})"
+        else:
+            limit = (
+                f"max_attempts={options.max_attempts}"
+                if reason == "max_attempts"
+                else f"give_up_after={options.give_up_after} s"
             )
-        limit = (
-            f"max_attempts={options.max_attempts}"
-            if reason == "max_attempts"
-            else f"give_up_after={options.give_up_after} s"
-        )
+            why = f"after {machine.failures} failed attempts ({limit}; last error: {machine.last_error!r})"
         return GaveUp(
-            f"connection to {endpoint} gave up after {machine.failures} failed attempts ({limit};"
-            f" last error: {machine.last_error!r}); call reconnect() to try again",
+            f"connection to {endpoint} gave up {why}; call reconnect() to try again",
             reason=reason,
             attempts=machine.failures,
             last_error=machine.last_error,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator
 
 import pytest
 import trustme
@@ -14,19 +13,6 @@ import connman
 from connman import Cause
 from connman.testing import EchoServer
 from tests.conftest import BOUND, FAST, Recorder
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-async def tls_server(ca: trustme.CA) -> AsyncIterator[EchoServer]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    async with EchoServer(ssl=context) as server:
-        yield server
 
 
 async def test_a_wrong_hostname_gives_up_after_one_attempt_when_retry_if_refuses_tls(

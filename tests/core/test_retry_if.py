@@ -88,6 +88,6 @@ def test_the_refusal_says_retry_if_said_no_and_why(connected: bool) -> None:
     assert error.reason == "retry_if"
     assert error.last_error is TLS_ERROR
     assert str(error) == (
-        f"connection to db:5432 gave up: retry_if returned False for {TLS_ERROR!r} (cause tls);"
+        f"connection to db:5432 gave up because retry_if returned False for {TLS_ERROR!r} (cause tls);"
         " call reconnect() to try again"
     )
