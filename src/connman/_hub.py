@@ -95,6 +95,10 @@ class Hub:
                         type(event).__name__,
                     )
 
+    def after_fork_in_child(self) -> None:
+        """A fresh lock: a thread of the parent may have held this one at the fork."""
+        self._lock = threading.Lock()
+
     def closed(self, conn: Connection, event: Closed | None) -> None:
         """`conn` was disconnected: tell the listeners (`event`, built if they listen), then the registry."""
         if event is not None:

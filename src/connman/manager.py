@@ -249,6 +249,7 @@ class ConnectionManager:
         # connections are the parent's. The child starts with an empty registry (the pools empty
         # themselves: see pool.py).
         self._lock = threading.Lock()
+        self._hub.after_fork_in_child()  # the listeners stay subscribed
         self._connections.clear()
 
 
