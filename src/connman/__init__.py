@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Unpack
 
+from . import events as events  # the public module of event types (connman.events)
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
+from ._heartbeat import Heartbeat
 from ._options import ConnectOptions, Endpoint, document_options
 from ._portal import Wait
 from ._state import State
@@ -32,6 +34,7 @@ from .errors import (
     ConnmanError,
     Disconnected,
     GaveUp,
+    HeartbeatTimeout,
     IdleTimeout,
     LoopGone,
     NotConnected,
@@ -56,6 +59,8 @@ __all__ = [
     "Endpoint",
     "GaveUp",
     "Handler",
+    "Heartbeat",
+    "HeartbeatTimeout",
     "IdleTimeout",
     "LoopGone",
     "NotConnected",

@@ -219,6 +219,32 @@ class Dispatcher:
         else:
             self._run(_one_argument(fn, args), None, name, then)
 
+    def ask(self, name: str, fn: Callable[..., object], *args: object) -> bool:
+        """Call the predicate `fn(*args)` now and return its answer as a bool.
+
+        Not in turn with the callbacks: the answer is needed at once (a predicate should only look at
+        its arguments). What it raises, or an awaitable it returns (a predicate cannot be async), is
+        reported like a failing callback, and the answer is then True.
+        """
+        started = _clock()
+        try:
+            answer = fn(*args)
+            if inspect.isawaitable(answer):
+                if inspect.iscoroutine(answer):
+                    answer.close()
+                raise TypeError(
+                    f"{name} must return a bool, not an awaitable ({answer!r}); it cannot be async"
+                )
+            return bool(answer)
+        except _CAUGHT as exc:
+            _log_failure(name, exc)
+            if self._on_error is not None:
+                self.call(ON_ERROR, self._on_error, (exc,))
+            return True
+        finally:
+            if SLOW_CALLBACK > 0 and (elapsed := _clock() - started) > SLOW_CALLBACK:
+                _warn_slow(name, fn, elapsed)
+
     def clear(self) -> asyncio.Task[None] | None:
         """Drop queued callbacks and cancel a running async one (unless we are inside it).
 

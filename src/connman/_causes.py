@@ -13,7 +13,7 @@ import errno
 import socket
 import ssl
 
-from .errors import ConnectTimeout, IdleTimeout
+from .errors import ConnectTimeout, HeartbeatTimeout, IdleTimeout
 
 __all__ = ["Cause", "classify"]
 
@@ -30,7 +30,8 @@ class Cause(enum.Enum):
     TIMEOUT = "timeout"
     """The attempt did not complete in time (`connect_timeout`, or the kernel's SYN retries)."""
     HALF_OPEN = "half-open"
-    """The peer vanished without FIN or RST: keepalive, `user_timeout` or `idle_timeout` noticed."""
+    """The peer vanished without FIN or RST: keepalive, `user_timeout`, `idle_timeout` or `heartbeat`
+    noticed."""
     UNREACHABLE = "unreachable"
     """No route to the network or host, or the local address went away."""
     DNS = "dns"
@@ -57,7 +58,7 @@ def classify(error: BaseException | None, *, connected: bool) -> Cause:
     connection (`connected` True). `None` on an established connection is a clean EOF."""
     if error is None:
         return Cause.EOF if connected else Cause.ERROR
-    if isinstance(error, IdleTimeout):
+    if isinstance(error, (IdleTimeout, HeartbeatTimeout)):
         return Cause.HALF_OPEN
     if isinstance(error, ConnectTimeout):
         return Cause.TIMEOUT

@@ -44,9 +44,19 @@ from collections import deque
 from typing import Final
 
 from ._causes import Cause, classify
+from ._heartbeat import HeartbeatWatch
 from ._options import Options
 from ._state import ConnectionMachine, State
-from .errors import BufferFull, ConnmanError, Disconnected, GaveUp, IdleTimeout, NotConnected, QueueFull
+from .errors import (
+    BufferFull,
+    ConnmanError,
+    Disconnected,
+    GaveUp,
+    HeartbeatTimeout,
+    IdleTimeout,
+    NotConnected,
+    QueueFull,
+)
 
 __all__ = [
     "CLOSE_LINGER",
@@ -142,14 +152,18 @@ def refusal(
         return Disconnected(f"connection to {endpoint} was disconnected by the application")
     if verdict is Admit.GAVE_UP:
         reason = machine.give_up_reason or "max_attempts"
-        limit = (
-            f"max_attempts={options.max_attempts}"
-            if reason == "max_attempts"
-            else f"give_up_after={options.give_up_after} s"
-        )
+        if reason == "retry_if":
+            cause = machine.last_cause.value if machine.last_cause is not None else "unknown"
+            why = f"because retry_if returned False for {machine.last_error!r} (cause {cause})"
+        else:
+            limit = (
+                f"max_attempts={options.max_attempts}"
+                if reason == "max_attempts"
+                else f"give_up_after={options.give_up_after} s"
+            )
+            why = f"after {machine.failures} failed attempts ({limit}; last error: {machine.last_error!r})"
         return GaveUp(
-            f"connection to {endpoint} gave up after {machine.failures} failed attempts ({limit};"
-            f" last error: {machine.last_error!r}); call reconnect() to try again",
+            f"connection to {endpoint} gave up {why}; call reconnect() to try again",
             reason=reason,
             attempts=machine.failures,
             last_error=machine.last_error,
@@ -180,15 +194,18 @@ def last_alive(
     idle: IdleWatch | None,
     keepalive: tuple[float, float, int] | None,
     user_timeout: float | None,
+    heartbeat: HeartbeatWatch | None = None,
 ) -> float | None:
     """The last time a lost connection is known to have been alive; None: `now` (it was alive).
 
-    After the idle deadline, the last byte seen; after the kernel's own half-open detection
-    (`ETIMEDOUT` on an established connection), `now` minus the shortest silence that detection needs
-    (keepalive's idle + interval × count, or `user_timeout`).
+    After the idle deadline or an unanswered heartbeat, the last byte seen; after the kernel's own
+    half-open detection (`ETIMEDOUT` on an established connection), `now` minus the shortest silence
+    that detection needs (keepalive's idle + interval × count, or `user_timeout`).
     """
     if isinstance(error, IdleTimeout):
         return idle.alive_until if idle is not None else None
+    if isinstance(error, HeartbeatTimeout):
+        return heartbeat.alive_until if heartbeat is not None else None
     if classify(error, connected=True) is not Cause.HALF_OPEN:
         return None
     silent: float | None = None

@@ -28,6 +28,7 @@ from types import MappingProxyType, NoneType
 from typing import Annotated, Any, Final, TypedDict, TypeVar, get_args, get_type_hints
 
 from ._backoff import Backoff, _check_seconds
+from ._causes import Cause
 from ._checks import (
     TLS,
     Check,
@@ -41,6 +42,7 @@ from ._checks import (
     Seconds,
     Text,
 )
+from ._heartbeat import Heartbeat
 
 __all__ = [
     "CALLBACKS",
@@ -55,6 +57,7 @@ __all__ = [
     "Option",
     "Options",
     "Resolver",
+    "RetryIf",
     "check_endpoint",
     "check_options",
     "check_timeout",
@@ -76,6 +79,9 @@ DEFAULT_KEEPALIVE: Final = (15.0, 5.0, 3)
 #: high-water mark (64 KiB) only pauses and tells; this bound keeps a peer that never reads from growing
 #: the client's memory without limit, while leaving room for bursts far above the high-water mark.
 DEFAULT_MAX_WRITE_BUFFER: Final = 32 * 1024 * 1024
+
+#: Asked after each failed attempt and each loss: `(error, cause) -> retry?`; see `retry_if`.
+RetryIf = Callable[[BaseException | None, Cause], bool]
 
 #: A resolver hook: `(host, port)` to the address to connect to, sync or async. It runs on every
 #: attempt; what it raises is a failed attempt (raise `socket.gaierror` for "does not resolve").
@@ -159,12 +165,24 @@ class ConnectOptions(TypedDict, total=False):
             none="no deadline",
         ),
     ]
+    retry_if: Annotated[
+        RetryIf | None,
+        Option(
+            default=None,
+            check=Function(),
+            doc="`fn(error, cause) -> bool`, asked after each failed attempt and each loss (`error` "
+            "None for a clean EOF); False gives up at once (state FAILED, `on_give_up` called, "
+            '`GaveUp.reason == "retry_if"`). What it raises is reported and counts as True.',
+            none="always retry, within `max_attempts` and `give_up_after`",
+        ),
+    ]
     on_give_up: Annotated[
         Callable[[BaseException], object] | None,
         Option(
             default=None,
             check=Function(),
-            doc="Called with the last error when `max_attempts` or `give_up_after` is reached.",
+            doc="Called with the last error when `max_attempts` or `give_up_after` is reached, or "
+            "`retry_if` says no.",
             none="nothing is called (the connection's state is FAILED either way)",
         ),
     ]
@@ -227,6 +245,17 @@ class ConnectOptions(TypedDict, total=False):
             "re-established (noticed between 1× and 2× this). Time while connman pauses reading "
             "(an async callback running) does not count.",
             none="silence is never taken for a dead peer",
+        ),
+    ]
+    heartbeat: Annotated[
+        Heartbeat | None,
+        Option(
+            default=None,
+            check=Instance(kind=Heartbeat, label="a connman.Heartbeat"),
+            doc="`Heartbeat(interval, timeout, send)`: after `interval` seconds with nothing received, "
+            "ping (`send(conn)`, or write `send` if bytes); if nothing at all arrives within `timeout` "
+            "after that, the connection is lost with `Cause.HALF_OPEN`. Any byte counts as the reply.",
+            none="no heartbeat",
         ),
     ]
     max_write_buffer: Annotated[
@@ -401,6 +430,7 @@ class Options:
     backoff: Backoff
     max_attempts: int | None
     give_up_after: float | None
+    retry_if: RetryIf | None
     on_give_up: Callable[[BaseException], object] | None
     on_error: Callable[[BaseException], object] | None
     nodelay: bool
@@ -408,6 +438,7 @@ class Options:
     keepalive: tuple[float, float, int] | None
     user_timeout: float | None
     idle_timeout: float | None
+    heartbeat: Heartbeat | None
     max_write_buffer: int | None
     resolver: Resolver | None
     #: The pass-through options given (ssl, family, ...), for `loop.create_connection(**...)`; one left

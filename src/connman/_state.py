@@ -10,8 +10,8 @@ A managed connection is always in one of five states:
 - CONNECTING: an attempt is under way (name resolution, TCP connect, TLS handshake).
 - CONNECTED: the transport is up; `on_connect` (or the resume callable) has been called.
 - WAITING: the last attempt failed or the connection was lost; a retry timer is armed.
-- FAILED: `max_attempts` consecutive attempts failed, or the connection stayed down longer than
-  `give_up_after` seconds; nothing is armed. `reconnect()` revives it.
+- FAILED: `max_attempts` consecutive attempts failed, the connection stayed down longer than
+  `give_up_after` seconds, or `retry_if` said no; nothing is armed. `reconnect()` revives it.
 - CLOSED: the application called `disconnect()`. Terminal: nothing leaves CLOSED.
 
 The driver (`connection.py`) feeds in what happened, as events (`ConnectSucceeded`, `ConnectFailed`,
@@ -98,10 +98,14 @@ class ConnectSucceeded:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectFailed:
-    """The attempt failed before connecting: refused, unresolvable, timed out, TLS handshake, ..."""
+    """The attempt failed before connecting: refused, unresolvable, timed out, TLS handshake, ...
+
+    `retry` is the answer of the application's `retry_if` (True without one): False gives up at once.
+    """
 
     error: BaseException
     now: float
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,12 +114,13 @@ class ConnectionLost:
 
     `alive_until` is the last time the connection is known to have been alive, when a half-open
     detector ended it (it died silently before it was dropped); None means `now`. The flap guard
-    counts only that time as uptime.
+    counts only that time as uptime. `retry` is the answer of `retry_if`, as for `ConnectFailed`.
     """
 
     error: BaseException | None
     now: float
     alive_until: float | None = None
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,9 +184,12 @@ class CloseTransport:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NotifyGaveUp:
-    """Call the give-up callback: `max_attempts` attempts failed, or `give_up_after` ran out.
+    """Call the give-up callback: `max_attempts` attempts failed, `give_up_after` ran out, or
+    `retry_if` said no.
 
-    `reason` is "max_attempts" or "give_up_after"; `attempts` the consecutive failed attempts.
+    `reason` is "max_attempts", "give_up_after" or "retry_if"; `attempts` the consecutive failed
+    attempts (0 when `retry_if` refused to retry a lost connection). `error` is the last error; after a
+    clean EOF (no error) that `retry_if` refused to retry, an `EOFError` saying so.
     """
 
     error: BaseException
@@ -213,9 +221,11 @@ FAILED: Final = State.FAILED
 CLOSED: Final = State.CLOSED
 
 #: state -> event type -> next state. A pair missing from the table is not expected in that state.
-#: One transition is conditional: `ConnectFailed` goes to FAILED instead of WAITING once
-#: `max_attempts` consecutive attempts have failed, or once the next attempt would start more than
-#: `give_up_after` seconds after the connection went down (see `ConnectionMachine._give_up`).
+#: Two transitions are conditional: `ConnectFailed` goes to FAILED instead of WAITING once
+#: `max_attempts` consecutive attempts have failed, once the next attempt would start more than
+#: `give_up_after` seconds after the connection went down (see `ConnectionMachine._give_up`), or when
+#: `retry_if` said no (`retry=False`); and `ConnectionLost` goes to FAILED instead of WAITING when
+#: `retry_if` said no.
 TRANSITIONS: Final[dict[State, dict[type[Event], State]]] = {
     CONNECTING: {
         ConnectSucceeded: CONNECTED,
@@ -296,7 +306,7 @@ class ConnectionMachine:
         self.last_error: BaseException | None = None
         self.last_cause: Cause | None = None
         self.last_outage: float | None = None
-        #: Why the machine is FAILED: "max_attempts" or "give_up_after"; None otherwise.
+        #: Why the machine is FAILED: "max_attempts", "give_up_after" or "retry_if"; None otherwise.
         self.give_up_reason: str | None = None
 
     def handle(self, event: Event) -> list[Action]:
@@ -322,7 +332,7 @@ class ConnectionMachine:
                 self.connects += 1
                 self.connected_at = now
                 actions = [NotifyConnected()]
-            case ConnectFailed(error=error, now=now):
+            case ConnectFailed(error=error, now=now, retry=retry):
                 self.failures += 1
                 self.failed_attempts += 1
                 self.last_error = error
@@ -330,20 +340,26 @@ class ConnectionMachine:
                 if self.down_since is None:
                     self.down_since = now
                 delay = self._next_delay()
-                reason = self._give_up(now + delay)
+                reason = "retry_if" if not retry else self._give_up(now + delay)
                 if reason is not None:
                     next_state = FAILED
                     self.give_up_reason = reason
                     actions = [NotifyGaveUp(error=error, reason=reason, attempts=self.failures)]
                 else:
                     actions = [self._schedule_retry(delay)]
-            case ConnectionLost(error=error, now=now, alive_until=alive_until):
+            case ConnectionLost(error=error, now=now, alive_until=alive_until, retry=retry):
                 self.resets += 1
                 self.last_error = error
                 self.last_cause = classify(error, connected=True)
                 self.down_since = now
                 self._lost(now if alive_until is None else min(alive_until, now))
-                actions = [NotifyReset(), self._schedule_retry()]
+                if retry:
+                    actions = [NotifyReset(), self._schedule_retry()]
+                else:
+                    next_state = FAILED
+                    self.give_up_reason = "retry_if"
+                    reason_error = error if error is not None else EOFError("the peer closed the connection")
+                    actions = [NotifyReset(), NotifyGaveUp(error=reason_error, reason="retry_if", attempts=0)]
             case RetryDue():
                 actions = [StartConnect()]
             case DisconnectRequested():

@@ -16,13 +16,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from . import _flow
+from . import _flow, events
 from ._callbacks import Callbacks, Dispatcher, resume_caller
-from ._causes import Cause
+from ._causes import Cause, classify
 from ._dial import dial
 from ._flow import Admit, IdleWatch, Outbox, admit_write
+from ._heartbeat import Beat, HeartbeatWatch
 from ._options import Endpoint, Options, check_timeout
 from ._portal import Home, Signal, Wait, on_fork_in_child, wait_until
 from ._protocol import ManagedProtocol, new_protocol, set_tcp_options, shut_down
@@ -47,7 +48,19 @@ from ._state import (
     State,
 )
 from ._stats import Stats
-from .errors import Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, QueueFull
+
+if TYPE_CHECKING:
+    from ._hub import Hub
+from .errors import (
+    ConnmanError,
+    Disconnected,
+    GaveUp,
+    HeartbeatTimeout,
+    IdleTimeout,
+    LoopGone,
+    NotConnected,
+    QueueFull,
+)
 
 __all__ = ["Connection", "Stats", "disconnect_many", "homes_of"]
 
@@ -86,6 +99,7 @@ class Connection:
         "__weakref__",
         "_attempt",
         "_attempt_started",
+        "_beat",
         "_bytes_in",
         "_bytes_out",
         "_callbacks",
@@ -96,12 +110,12 @@ class Connection:
         "_fast",
         "_headroom",
         "_home",
+        "_hub",
         "_idle",
         "_idle_timer",
         "_linger",
         "_live",
         "_machine",
-        "_on_closed",
         "_options",
         "_outbox",
         "_protocol",
@@ -120,13 +134,13 @@ class Connection:
         callbacks: Callbacks,
         options: Options,
         home: Home,
-        on_closed: Callable[[Connection], None] | None = None,
+        hub: Hub | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._callbacks = callbacks
         self._options = options
         self._home = home
-        self._on_closed = on_closed
+        self._hub = hub
         self._machine = ConnectionMachine(
             options.backoff, options.max_attempts, give_up_after=options.give_up_after
         )
@@ -137,6 +151,7 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._linger: asyncio.TimerHandle | None = None
         self._idle: IdleWatch | None = None
+        self._beat: HeartbeatWatch | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
         self._protocol: ManagedProtocol | None = None
         self._transport: asyncio.Transport | None = None
@@ -450,8 +465,10 @@ class Connection:
                 outbox.take_batch()
             if dropped:
                 logger.info("discarding %d unsent bytes to %s at disconnect()", dropped, self._endpoint)
-        if self._on_closed is not None:
-            self._on_closed(self)
+        hub = self._hub
+        if hub is not None:
+            closed = events.Closed(conn=self, endpoint=self._endpoint, at=_now()) if hub.listening else None
+            hub.closed(self, closed)
 
     def _disconnect_dead(self) -> None:
         # The loop has ended: nothing will run there again. Drive the machine from this thread and
@@ -604,24 +621,65 @@ class Connection:
     def _start(self) -> None:
         logger.debug("= %s is CONNECTING", self._endpoint)
         if self._machine.state is State.CONNECTING:  # not disconnected before the loop got here
-            self._execute(StartConnect())
+            action = StartConnect()
+            hub = self._hub
+            if hub is not None and hub.listening:
+                self._report(hub, action, 0.0)
+            self._execute(action)
 
     def _handle(self, event: Event) -> None:
         machine = self._machine
         before = machine.state
         actions = machine.handle(event)
         after = machine.state
+        entered = self._state_since
         if after is not before:
             self._state_since = _now()
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("= %s is %s", self._endpoint, after.name)
             self._changed()
+        hub = self._hub
         for action in actions:
             if machine.state is not after:
                 # A callback moved the machine on re-entrantly (disconnect() or reconnect() from
                 # on_reset, say); that call already ran its own actions, so ours are stale.
                 break
+            if hub is not None and hub.listening:
+                self._report(hub, action, self._state_since - entered)
             self._execute(action)
+
+    def _report(self, hub: Hub, action: Action, in_state: float) -> None:
+        # The event of an action, before it runs (before the callback it calls): a listener sees Lost
+        # before anything on_reset does. `in_state`: how long the machine was in the state it left.
+        machine, conn, endpoint, at = self._machine, self, self._endpoint, _now()
+        event: events.Event
+        match action:
+            case StartConnect():
+                attempt = machine.failures + 1
+                event = events.AttemptStarted(conn=conn, endpoint=endpoint, at=at, attempt=attempt)
+            case NotifyConnected():
+                latency = self._connect_latency or 0.0
+                event = events.Connected(conn=conn, endpoint=endpoint, at=at, latency=latency)
+            case NotifyReset():
+                event = events.Lost(
+                    conn=conn,
+                    endpoint=endpoint,
+                    at=at,
+                    error=machine.last_error,
+                    cause=machine.last_cause or Cause.ERROR,
+                    uptime=in_state,
+                )
+            case ScheduleRetry(delay=delay):
+                event = events.RetryScheduled(
+                    conn=conn, endpoint=endpoint, at=at, delay=delay, cause=machine.last_cause
+                )
+            case NotifyGaveUp(error=error, reason=reason, attempts=attempts):
+                event = events.Failed(
+                    conn=conn, endpoint=endpoint, at=at, reason=reason, error=error, attempts=attempts
+                )
+            case _:
+                return
+        hub.publish(event)
 
     def _execute(self, action: Action) -> None:
         loop = self._home.loop
@@ -669,7 +727,7 @@ class Connection:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        self._idle = None
+        self._idle = self._beat = None
         protocol = self._protocol
         if protocol is not None:
             protocol.active = False
@@ -728,7 +786,17 @@ class Connection:
         if error.__cause__ is not None:
             error.__cause__.__traceback__ = None
         self._protocol = None
-        self._handle(ConnectFailed(error=error, now=_now()))
+        cause = classify(error, connected=False)
+        hub = self._hub
+        if hub is not None and hub.listening:
+            attempt = self._machine.failures + 1
+            hub.publish(
+                events.AttemptFailed(
+                    conn=self, endpoint=self._endpoint, at=_now(), error=error, cause=cause, attempt=attempt
+                )
+            )
+        retry = self._retry(error, cause)
+        self._handle(ConnectFailed(error=error, now=_now(), retry=retry))
 
     def _attempt_done(self, task: asyncio.Task[None]) -> None:
         if self._attempt is task:
@@ -755,9 +823,17 @@ class Connection:
         high = _flow.high_water(self._options.max_write_buffer)
         transport.set_write_buffer_limits(high=high, low=high // 4)
         now = _now()
-        if self._options.idle_timeout is not None:
-            self._idle = IdleWatch(self._options.idle_timeout, now, 0)
-            self._idle_timer = self._home.loop.call_later(self._options.idle_timeout, self._idle_check)
+        idle_timeout, heartbeat = self._options.idle_timeout, self._options.heartbeat
+        if idle_timeout is not None or heartbeat is not None:
+            # One timer drives both watches (see _idle_check): first due at the earlier of the two.
+            first = sys.float_info.max
+            if idle_timeout is not None:
+                self._idle = IdleWatch(idle_timeout, now, 0)
+                first = idle_timeout
+            if heartbeat is not None:
+                self._beat = HeartbeatWatch(heartbeat, now, 0)
+                first = min(first, heartbeat.interval)
+            self._idle_timer = self._home.loop.call_later(first, self._idle_check)
         self._transport = transport
         self._connect_latency = now - self._attempt_started
         # Queued writes go out before anything else, before on_connect can write.
@@ -800,25 +876,74 @@ class Connection:
         now = _now()
         options = self._options
         alive_until = _flow.last_alive(
-            exc, now, idle=self._idle, keepalive=options.keepalive, user_timeout=options.user_timeout
+            exc,
+            now,
+            idle=self._idle,
+            keepalive=options.keepalive,
+            user_timeout=options.user_timeout,
+            heartbeat=self._beat,
         )
         self._deactivate()
-        self._handle(ConnectionLost(error=exc, now=now, alive_until=alive_until))
+        retry = self._retry(exc, classify(exc, connected=True))
+        self._handle(ConnectionLost(error=exc, now=now, alive_until=alive_until, retry=retry))
+
+    def _retry(self, error: BaseException | None, cause: Cause) -> bool:
+        retry_if = self._options.retry_if
+        return True if retry_if is None else self._dispatcher.ask("retry_if", retry_if, error, cause)
 
     def _idle_check(self) -> None:
-        # One timer per connection, re-armed only when it fires: the data path pays nothing.
-        watch, protocol, transport = self._idle, self._protocol, self._transport
-        if watch is None or protocol is None or transport is None:
+        # One timer per connection for the idle deadline and the heartbeat, re-armed only when it
+        # fires: the data path pays nothing.
+        watch, beat, protocol = self._idle, self._beat, self._protocol
+        if protocol is None or self._transport is None:
             return
-        delay = watch.check(_now(), protocol.received)
-        if delay is not None:
-            self._idle_timer = self._home.loop.call_later(delay, self._idle_check)
-            return
+        now, received = _now(), protocol.received
+        delay = sys.float_info.max
+        if watch is not None:
+            idle_delay = watch.check(now, received)
+            if idle_delay is None:
+                timeout = watch.timeout
+                self._drop_silent(
+                    IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead")
+                )
+                return
+            delay = idle_delay
+        verdict = Beat.WAIT
+        if beat is not None:
+            verdict, beat_delay = beat.check(now, received)
+            if verdict is Beat.DEAD:
+                self._drop_silent(
+                    HeartbeatTimeout(
+                        f"nothing received within {beat.timeout} s of a heartbeat ping (heartbeat):"
+                        " peer presumed dead"
+                    )
+                )
+                return
+            delay = min(delay, beat_delay)
+        self._idle_timer = self._home.loop.call_later(delay, self._idle_check)
+        if verdict is Beat.PING:
+            self._ping()
+
+    def _drop_silent(self, error: ConnmanError) -> None:
+        transport, protocol = self._transport, self._protocol
         self._idle_timer = None
-        protocol.active = False  # we report the loss ourselves, with its cause
-        transport.abort()
-        timeout = watch.timeout
-        self._lost(IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
+        if protocol is not None:
+            protocol.active = False  # we report the loss ourselves, with its cause
+        if transport is not None:
+            transport.abort()
+        self._lost(error)
+
+    def _ping(self) -> None:
+        heartbeat = self._options.heartbeat
+        assert heartbeat is not None
+        send = heartbeat.send
+        if isinstance(send, bytes):
+            try:
+                self.write(send)
+            except ConnmanError as exc:  # BufferFull: the peer is not reading; the timeout will tell
+                logger.debug("! heartbeat to %s not written: %s", self._endpoint, exc)
+        else:
+            self._dispatcher.call("heartbeat send", send, (self,))
 
     # ---- callbacks -------------------------------------------------------------------------------
 
@@ -837,16 +962,21 @@ class Connection:
     def _callbacks_busy(self, busy: bool) -> None:
         # While an async callback runs, reading is paused: back-pressure for an async on_data. That
         # pause is connman's, not the peer's silence: the idle deadline does not count it.
-        transport, watch, protocol = self._transport, self._idle, self._protocol
+        transport, watch, beat, protocol = self._transport, self._idle, self._beat, self._protocol
         if transport is not None and not transport.is_closing():
             if busy:
                 transport.pause_reading()
                 if watch is not None:
                     watch.pause()
+                if beat is not None:
+                    beat.pause()
             else:
                 transport.resume_reading()
-                if watch is not None and protocol is not None:
-                    watch.resume(_now(), protocol.received)
+                if protocol is not None:
+                    if watch is not None:
+                        watch.resume(_now(), protocol.received)
+                    if beat is not None:
+                        beat.resume(_now(), protocol.received)
         if not busy:
             self._changed()
 

@@ -5,11 +5,12 @@ The tree::
     ConnmanError
     ├── NotConnected (also a builtin ConnectionError)   the connection is down, retrying
     ├── Disconnected                                     the application called disconnect()
-    ├── GaveUp                                           max_attempts or give_up_after: the connection failed
+    ├── GaveUp                                           max_attempts, give_up_after or retry_if: it failed
     ├── QueueFull                                        the write queue would exceed queue_while_down
     ├── BufferFull                                       the peer stopped reading: the send buffer is full
     ├── ConnectTimeout (also a builtin TimeoutError)     an attempt outlasted connect_timeout
     ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
+    ├── HeartbeatTimeout (also a builtin TimeoutError)   a heartbeat ping got no reply in time
     ├── LoopGone (also a builtin RuntimeError)          the connection's event loop has ended
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
@@ -28,6 +29,7 @@ __all__ = [
     "ConnmanError",
     "Disconnected",
     "GaveUp",
+    "HeartbeatTimeout",
     "IdleTimeout",
     "LoopGone",
     "NotConnected",
@@ -54,8 +56,9 @@ class GaveUp(ConnmanError):
     """Raised when writing to a connection that stopped retrying (state FAILED).
 
     Attributes:
-        reason: "max_attempts" (that many consecutive attempts failed) or "give_up_after" (the
-            connection stayed down longer than that many seconds).
+        reason: "max_attempts" (that many consecutive attempts failed), "give_up_after" (the
+            connection stayed down longer than that many seconds) or "retry_if" (the application's
+            `retry_if` returned False for the last error).
         attempts: Consecutive failed attempts before giving up.
         last_error: Why the last attempt failed.
     """
@@ -87,6 +90,11 @@ class ConnectTimeout(ConnmanError, TimeoutError):
 
 class IdleTimeout(ConnmanError, TimeoutError):
     """Nothing arrived for `idle_timeout` seconds, so the peer was presumed dead (seen in `last_error`)."""
+
+
+class HeartbeatTimeout(ConnmanError, TimeoutError):
+    """Nothing arrived within the heartbeat's `timeout` after a ping, so the peer was presumed dead
+    (seen in `last_error`; `last_cause` is `Cause.HALF_OPEN`)."""
 
 
 class LoopGone(ConnmanError, RuntimeError):

@@ -17,10 +17,12 @@ from types import TracebackType
 from typing import Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
+from ._hub import Hub
 from ._options import ConnectOptions, check_endpoint, check_options, check_timeout, document_options
 from ._portal import Home, Wait, home_for_caller, on_exit
 from .connection import Connection, disconnect_many
 from .errors import PoolExists, PoolNotFound
+from .events import Listener
 from .pool import Pool
 
 __all__ = ["ConnectionManager", "default_manager"]
@@ -45,6 +47,7 @@ class ConnectionManager:
         self._lock = threading.Lock()
         self._connections: dict[Connection, None] = {}  # an ordered set
         self._pools: dict[str, Pool] = {}
+        self._hub = Hub(self._forget)
         _managers.add(self)
 
     def __repr__(self) -> str:
@@ -89,7 +92,7 @@ class ConnectionManager:
         callbacks = resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)
         home = home_for_caller()
         with self._lock:
-            conn = Connection(endpoint, callbacks, checked, home, self._forget)
+            conn = Connection(endpoint, callbacks, checked, home, self._hub)
             self._connections[conn] = None
         return conn
 
@@ -134,7 +137,7 @@ class ConnectionManager:
         with self._lock:
             if name in self._pools:
                 raise PoolExists(f"pool {name!r} already exists; use get_pool({name!r})")
-            pool = self._pools[name] = Pool(name, self)
+            pool = self._pools[name] = Pool(name, self, self._hub)
         return pool
 
     def get_pool(self, name: str) -> Pool:
@@ -176,6 +179,29 @@ class ConnectionManager:
         """The pools by name (a copy)."""
         with self._lock:
             return dict(self._pools)
+
+    # ---- events ----------------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Deliver every event of this manager's connections and pools to `listener`.
+
+        The events are the typed, immutable values of `connman.events` (attempt started or failed,
+        connected, lost, retry scheduled, failed, closed, pool member added or removed), one per state
+        change, never per read or write. `listener(event)` runs in the thread where the event
+        happened (a connection's loop thread; the calling thread for pool membership), in order for
+        each connection. It must not block: one that raises is logged and the others still run, one
+        slower than 0.1 s is named in a warning. See docs/observability.md.
+
+        Args:
+            listener: A plain function of one event (not a coroutine function).
+
+        Returns:
+            A function that unsubscribes `listener` (calling it again does nothing).
+
+        Raises:
+            TypeError: `listener` is not callable, or is a coroutine function.
+        """
+        return self._hub.subscribe(listener)
 
     # ---- closing ---------------------------------------------------------------------------------
 
@@ -223,6 +249,7 @@ class ConnectionManager:
         # connections are the parent's. The child starts with an empty registry (the pools empty
         # themselves: see pool.py).
         self._lock = threading.Lock()
+        self._hub.after_fork_in_child()  # the listeners stay subscribed
         self._connections.clear()
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Protocol, Unpack
+from typing import TYPE_CHECKING, Protocol, Unpack
 
-from . import _pick
+from . import _pick, events
 from ._options import ConnectOptions, check_timeout, document_options
 from ._portal import Signal, Wait, wait_until
 from ._state import State
 from .connection import Connection, disconnect_many, homes_of
 from .errors import NotConnected, PoolNotFound
+
+if TYPE_CHECKING:
+    from ._hub import Hub
 
 
 class PoolOwner(Protocol):
@@ -59,6 +63,7 @@ class Pool:
         "__weakref__",
         "_closed",
         "_counter",
+        "_hub",
         "_ids",
         "_lock",
         "_manager",
@@ -67,9 +72,10 @@ class Pool:
         "_signal",
     )
 
-    def __init__(self, name: str, manager: PoolOwner) -> None:
+    def __init__(self, name: str, manager: PoolOwner, hub: Hub | None = None) -> None:
         self._name = name
         self._manager = manager
+        self._hub = hub
         self._lock = threading.Lock()
         self._members: list[Connection] = []
         self._ids: list[bytes] = []
@@ -130,6 +136,7 @@ class Pool:
             self._members.append(conn)
             self._ids.append(prefix + str(index).encode())
         conn.signal.add(self._signal.fire)
+        self._publish(events.MemberAdded, conn)
         if conn.state is State.CLOSED:  # disconnected before it joined: it never stays
             self.discard(conn)
         self._signal.fire()
@@ -158,7 +165,13 @@ class Pool:
             del self._ids[index]
         conn.signal.discard(self._signal.fire)
         self._signal.fire()
+        self._publish(events.MemberRemoved, conn)
         return True
+
+    def _publish(self, kind: type[events.MemberAdded | events.MemberRemoved], conn: Connection) -> None:
+        hub = self._hub
+        if hub is not None and hub.listening:
+            hub.publish(kind(conn=conn, endpoint=conn.endpoint, at=time.monotonic(), pool=self._name))
 
     def connected(self) -> list[Connection]:
         """The members that are connected now, in the order they were added. Never waits."""

@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
 
-import pytest
 import trustme
 
 import connman
 from connman.testing import EchoServer
 from tests.conftest import BOUND, FAST, Recorder
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-async def tls_server(ca: trustme.CA) -> AsyncIterator[EchoServer]:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
-    async with EchoServer(ssl=context) as server:
-        yield server
 
 
 def client_context(ca: trustme.CA) -> ssl.SSLContext:

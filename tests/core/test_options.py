@@ -330,7 +330,17 @@ def test_a_bad_value_is_a_value_error_naming_the_option(option: Option, value: o
 def test_only_options_without_a_range_have_no_bad_values() -> None:
     # A new option lands here only if every value of its type is meaningful: decide, then add it.
     unbounded = {option.name for option in OPTIONS.values() if not bad_values(option)}
-    assert unbounded == {"backoff", "on_give_up", "on_error", "nodelay", "resolver", "ssl", "server_hostname"}
+    assert unbounded == {
+        "backoff",
+        "retry_if",
+        "on_give_up",
+        "on_error",
+        "nodelay",
+        "heartbeat",
+        "resolver",
+        "ssl",
+        "server_hostname",
+    }
 
 
 # ---- unknown options -----------------------------------------------------------------------------
