@@ -33,6 +33,7 @@ class SynCounter:
         self.thread.start()
 
     def run(self) -> None:
+        """The collecting thread's body (started by the constructor): records each SYN's time."""
         while self.running:
             try:
                 frame, ancillary, _, address = self.sock.recvmsg(128, 64)
@@ -53,6 +54,7 @@ class SynCounter:
                         self.times.append(seconds + nanoseconds / 1e9)
 
     def close(self) -> None:
+        """Stop collecting (joins the thread, 5 s at most) and close the packet socket; `times` stays."""
         self.running = False
         self.thread.join(5)
         self.sock.close()
