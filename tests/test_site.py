@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+import connman
+from connman._options import OPTIONS
+
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings_handlers.python")
 
@@ -60,13 +63,9 @@ def test_the_site_builds_strictly_with_every_page_and_every_public_name(tmp_path
     assert "Compared with the original" in front  # the README
     assert 'href="getting-started.html"' in front  # its docs/ links, made relative to the site
     reference = (site / "reference" / "connman.html").read_text()
-    import connman
-
     for name in connman.__all__:
         assert f'id="connman.{name}"' in reference, name
     # connect()'s reference carries the options table, generated from the declarations.
-    from connman._options import OPTIONS
-
     connect = reference[reference.index('id="connman.connect"') :]
     connect = connect[: connect.index('class="doc doc-object doc-function"')]
     for option in OPTIONS:
@@ -83,7 +82,11 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
 
 def test_a_broken_anchor_fails_the_build(tmp_path: Path) -> None:
     checkout = checkout_copy(tmp_path)
-    edit(checkout / "docs" / "pools.md", "# Pools and picking\n", "# Pools and picking\n\n[x](options.md#nope)\n")
+    edit(
+        checkout / "docs" / "pools.md",
+        "# Pools and picking\n",
+        "# Pools and picking\n\n[x](options.md#nope)\n",
+    )
     result = build(checkout)
     assert result.returncode != 0
     assert re.search(r"WARNING.*pools\.md.*#nope", result.stderr), result.stderr
@@ -108,7 +111,8 @@ def test_a_new_reference_module_is_one_nav_line(tmp_path: Path) -> None:
     edit(
         checkout / "mkdocs.yml",
         "      - connman.testing: reference/connman.testing.md\n",
-        "      - connman.testing: reference/connman.testing.md\n      - connman.cli: reference/connman.cli.md\n",
+        "      - connman.testing: reference/connman.testing.md\n"
+        "      - connman.cli: reference/connman.cli.md\n",
     )
     result = build(checkout)
     assert result.returncode == 0, result.stderr
