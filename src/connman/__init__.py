@@ -88,7 +88,7 @@ def connect(
     handler: object = None,
     **options: Unpack[ConnectOptions],
 ) -> Connection:
-    """Open a managed connection to `host:port` on the default manager; return it at once.
+    """Open a managed connection on the default manager, to `host:port`; return it at once.
 
     It connects in the background, and reconnects with backoff whenever the connection is lost, until
     `disconnect()`. From code with no running event loop the connection lives on connman's loop

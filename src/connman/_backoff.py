@@ -34,7 +34,7 @@ class Backoff:
     The attempt count resets only once a connection has stayed up for `min_uptime` seconds.
 
     The defaults (0.1 s growing x1.6 to 1 s, "equal" jitter, 1 s minimum uptime) are argued in
-    `docs/decisions.md`. For comparison, the node.js original waited 10 ms doubling to 163.84 s with
+    `docs/decisions.md`. For comparison, the node.js original waited 20 ms doubling to 163.84 s with
     no jitter, and reset on every TCP connect; `Backoff.original()` reproduces that schedule.
 
     Args:
