@@ -1,4 +1,5 @@
-# `make test` and `make demo` each bootstrap .venv on a fresh machine (Python 3.11+ and make only).
+# `make test`, `make demo`, `make docs` and `make package-check` each bootstrap .venv on a fresh machine
+# (Python 3.11+ and make only).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -46,8 +47,13 @@ docs: $(DOCS_STAMP)
 	$(BIN)/python tests/test_options_doc.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+PACKAGE_STAMP := $(VENV)/.package-installed
+$(PACKAGE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,speed,package]'
+	touch $(PACKAGE_STAMP)
+
 # Builds the sdist and wheel, checks them, and tries the wheel in a fresh venv (as a user installs it).
-package-check: $(STAMP)
+package-check: $(PACKAGE_STAMP)
 	PYTHON=$(BIN)/python .ci/package-check
 
 lint: $(STAMP)
