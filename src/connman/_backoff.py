@@ -108,9 +108,11 @@ class Backoff:
         return min(self.cap, rng.uniform(self.initial, last * 3))
 
     def schedule(self, until: float, rng: random.Random, attempt_time: float = 0.0) -> list[float]:
-        """When one client retries after a drop at time 0, if every attempt fails: attempt start
-        times up to `until` seconds (each attempt taking `attempt_time`). Pure, for planning and for
-        reconnect-storm estimates over many clients."""
+        """The attempt start times of one client that retries after a drop at time 0, all failing.
+
+        Up to `until` seconds, each attempt taking `attempt_time` seconds. Pure, for planning and for
+        reconnect-storm estimates over many clients.
+        """
         times: list[float] = []
         now = 0.0
         previous: float | None = None

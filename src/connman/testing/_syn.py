@@ -17,8 +17,11 @@ ETH_P_ALL = 0x0003
 
 
 class SynCounter:
-    """Kernel timestamps (`time.time()` scale) of the TCP SYNs (not SYN-ACKs) sent to `port` on the
-    loopback interface, collected by a thread until `close()`. Needs root."""
+    """Kernel timestamps of the TCP SYNs sent to `port` on the loopback interface. Needs root.
+
+    On the `time.time()` scale, SYNs only (not SYN-ACKs), in `times`, collected by a thread until
+    `close()`.
+    """
 
     def __init__(self, port: int) -> None:
         self.port = port
