@@ -1,10 +1,11 @@
-# `make test` and `make demo` each bootstrap .venv on a fresh machine (Python 3.11+ and make only).
+# `make test`, `make demo`, `make docs` and `make package-check` each bootstrap .venv on a fresh machine
+# (Python 3.11+ and make only).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint docs bench bench-quick cov clean
+.PHONY: test demo lint docs bench bench-quick cov package-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,14 +35,32 @@ bench: $(BENCH_STAMP)
 bench-quick: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --quick
 
-# Rewrites the generated tables of docs/options.md from the declarations in connman._options.
-docs: $(STAMP)
-	$(BIN)/python tests/test_options_doc.py
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,speed,docs]'
+	touch $(DOCS_STAMP)
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests examples bench
-	$(BIN)/ruff format --check src tests examples bench
+# Rewrites the generated tables of docs/options.md from the declarations in connman._options, then
+# builds the site into site/ in strict mode: a broken link or anchor, or a public name without a
+# docstring, fails it.
+docs: $(DOCS_STAMP)
+	$(BIN)/python tests/test_options_doc.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+PACKAGE_STAMP := $(VENV)/.package-installed
+$(PACKAGE_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[dev,speed,package]'
+	touch $(PACKAGE_STAMP)
+
+# Builds the sdist and wheel, checks them, and tries the wheel in a fresh venv (as a user installs it).
+package-check: $(PACKAGE_STAMP)
+	PYTHON=$(BIN)/python .ci/package-check
+
+# mypy checks tools/mkdocs_hooks.py too, against the docs extra: lint installs it.
+lint: $(DOCS_STAMP)
+	$(BIN)/ruff check src tests examples bench tools
+	$(BIN)/ruff format --check src tests examples bench tools
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage bench/.build bench/.node bench/.results
+	rm -rf $(VENV) site dist .pytest_cache .mypy_cache .ruff_cache .coverage bench/.build bench/.node bench/.results

@@ -93,7 +93,28 @@ def connect(
     handler: object = None,
     **options: Unpack[ConnectOptions],
 ) -> Connection:
-    """Open a managed connection on the default manager; see `ConnectionManager.connect()`."""
+    """Open a managed connection on the default manager, to `host:port`; return it at once.
+
+    It connects in the background, and reconnects with backoff whenever the connection is lost, until
+    `disconnect()`. From code with no running event loop the connection lives on connman's loop
+    thread; inside a running loop, on that loop. Same as `default_manager().connect(...)`: see
+    `ConnectionManager.connect()`.
+
+    Args:
+        port: TCP port, 1..65535.
+        host: Host name or address; resolved anew on every attempt.
+        on_connect: Called with the connection each time it is established (sync or async).
+        on_data: Called with each chunk of bytes received (sync or async).
+        on_reset: Called when an established connection is lost; may return a callable to call
+            instead of `on_connect` once, when it is back.
+        handler: An object with `on_connect` / `on_data` / `on_reset` methods, instead of the three
+            callbacks.
+        **options: Every option below (also in `docs/options.md`).
+
+    Raises:
+        TypeError: A wrong type, an unknown option, or both `handler` and callbacks.
+        ValueError: A value out of range (port 0, a negative timeout, ...).
+    """
     return default_manager().connect(
         port,
         host,

@@ -34,7 +34,7 @@ class Backoff:
     The attempt count resets only once a connection has stayed up for `min_uptime` seconds.
 
     The defaults (0.1 s growing x1.6 to 1 s, "equal" jitter, 1 s minimum uptime) are argued in
-    `docs/decisions.md`. For comparison, the node.js original waited 10 ms doubling to 163.84 s with
+    `docs/decisions.md`. For comparison, the node.js original waited 20 ms doubling to 163.84 s with
     no jitter, and reset on every TCP connect; `Backoff.original()` reproduces that schedule.
 
     Args:
@@ -108,9 +108,11 @@ class Backoff:
         return min(self.cap, rng.uniform(self.initial, last * 3))
 
     def schedule(self, until: float, rng: random.Random, attempt_time: float = 0.0) -> list[float]:
-        """When one client retries after a drop at time 0, if every attempt fails: attempt start
-        times up to `until` seconds (each attempt taking `attempt_time`). Pure, for planning and for
-        reconnect-storm estimates over many clients."""
+        """The attempt start times of one client that retries after a drop at time 0, all failing.
+
+        Up to `until` seconds, each attempt taking `attempt_time` seconds. Pure, for planning and for
+        reconnect-storm estimates over many clients.
+        """
         times: list[float] = []
         now = 0.0
         previous: float | None = None

@@ -51,12 +51,17 @@ _Call: TypeAlias = tuple[Callable[[Any], object], object, str, Then | None]  # t
 
 
 class Handler(Protocol):
-    """An object with the three callbacks as methods (the original's 2.x style, close to
-    `asyncio.Protocol`). Each method may be sync or async; connman calls what the object has."""
+    """An object with the three callbacks as methods, passed as `handler=` instead of functions.
+
+    The original's 2.x style, close to `asyncio.Protocol`. Each method may be sync or async; connman
+    calls what the object has.
+    """
 
     def on_connect(self, conn: Any) -> object:
-        """Called when the connection is established (and again after each loss, unless
-        `on_reset` returned a resume callable)."""
+        """Called with the connection each time it is established.
+
+        Again after each loss, unless `on_reset` returned a resume callable.
+        """
 
     def on_data(self, data: bytes) -> object:
         """Called with every chunk of bytes received."""

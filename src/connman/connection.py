@@ -552,8 +552,10 @@ class Connection:
         )
 
     def wait_writable(self, timeout: float | None = None) -> Wait[bool]:
-        """Wait until writing may go on: the send buffer is not above its high-water mark (once above
-        it, asyncio says so again only below the low-water mark, a quarter of it; see `write()`).
+        """Wait until writing may go on: the send buffer is not above its high-water mark.
+
+        Once above it, asyncio says so again only below the low-water mark, a quarter of it; see
+        `write()`.
 
         Returns:
             A `Wait` that is True once writing may go on, False if `timeout` passed first or the
@@ -563,8 +565,9 @@ class Connection:
         return wait_until((self._signal,), self._writable, timeout, False, (self._home,))
 
     def wait_flushed(self, timeout: float | None = None) -> Wait[bool]:
-        """Wait until every byte written has been handed to the kernel: nothing queued, nothing
-        batched from other threads, the transport's buffer empty.
+        """Wait until every byte written has been handed to the kernel.
+
+        That is: nothing queued, nothing batched from other threads, the transport's buffer empty.
 
         Bytes queued while down (`queue_while_down`) are waited for across the reconnect. No event
         reports an empty transport buffer, so this checks every 5 ms as well.

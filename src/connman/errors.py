@@ -98,9 +98,11 @@ class HeartbeatTimeout(ConnmanError, TimeoutError):
 
 
 class LoopGone(ConnmanError, RuntimeError):
-    """Raised when a call needs the connection's event loop and that loop has ended (an
-    `asyncio.run()` that returned with the connection open). `disconnect()` still works: it closes
-    the socket by hand."""
+    """Raised when a call needs the connection's event loop and that loop has ended.
+
+    That is an `asyncio.run()` that returned with the connection open. `disconnect()` still works: it
+    closes the socket by hand.
+    """
 
 
 class PoolError(ConnmanError):

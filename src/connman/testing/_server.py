@@ -14,6 +14,11 @@ __all__ = ["EchoServer", "ServerMode", "ServerThread"]
 
 T = TypeVar("T")
 ServerMode: TypeAlias = Literal["echo", "close", "silent", "deaf"]
+"""What an `EchoServer` does with its clients.
+
+"echo" sends back what it reads; "close" accepts and closes at once; "silent" reads and never
+answers; "deaf" never reads (writes back up).
+"""
 MODES: tuple[ServerMode, ...] = ("echo", "close", "silent", "deaf")
 
 

@@ -17,8 +17,11 @@ ETH_P_ALL = 0x0003
 
 
 class SynCounter:
-    """Kernel timestamps (`time.time()` scale) of the TCP SYNs (not SYN-ACKs) sent to `port` on the
-    loopback interface, collected by a thread until `close()`. Needs root."""
+    """Kernel timestamps of the TCP SYNs sent to `port` on the loopback interface. Needs root.
+
+    On the `time.time()` scale, SYNs only (not SYN-ACKs), in `times`, collected by a thread until
+    `close()`.
+    """
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -33,6 +36,7 @@ class SynCounter:
         self.thread.start()
 
     def run(self) -> None:
+        """The collecting thread's body (started by the constructor): records each SYN's time."""
         while self.running:
             try:
                 frame, ancillary, _, address = self.sock.recvmsg(128, 64)
@@ -53,6 +57,7 @@ class SynCounter:
                         self.times.append(seconds + nanoseconds / 1e9)
 
     def close(self) -> None:
+        """Stop collecting (joins the thread, 5 s at most) and close the packet socket; `times` stays."""
         self.running = False
         self.thread.join(5)
         self.sock.close()
