@@ -174,6 +174,8 @@ Event: TypeAlias = (
     | MemberAdded
     | MemberRemoved
 )
+"""Any of the events above: what a listener receives (match on the class to tell them apart)."""
 
-#: What `ConnectionManager.subscribe()` takes: a plain function of one event.
 Listener: TypeAlias = Callable[[Event], object]
+"""What `ConnectionManager.subscribe()` takes: a plain (not async) function of one event; its return
+value is ignored."""
