@@ -11,6 +11,7 @@ The tree::
     ├── ConnectTimeout (also a builtin TimeoutError)     an attempt outlasted connect_timeout
     ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
     ├── LoopGone (also a builtin RuntimeError)          the connection's event loop has ended
+    ├── ProxyError (also a builtin ConnectionError)      a proxy (connman.dialers) failed or refused
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
         └── PoolNotFound                                 get_pool() with an unknown name
@@ -34,6 +35,7 @@ __all__ = [
     "PoolError",
     "PoolExists",
     "PoolNotFound",
+    "ProxyError",
     "QueueFull",
 ]
 
@@ -93,6 +95,11 @@ class LoopGone(ConnmanError, RuntimeError):
     """Raised when a call needs the connection's event loop and that loop has ended (an
     `asyncio.run()` that returned with the connection open). `disconnect()` still works: it closes
     the socket by hand."""
+
+
+class ProxyError(ConnmanError, ConnectionError):
+    """A proxy of `connman.dialers` could not be reached, or refused the tunnel (seen in `last_error`,
+    as `Cause.PROXY`); the message names the proxy and its reply."""
 
 
 class PoolError(ConnmanError):

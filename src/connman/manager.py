@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
+from ._endpoints import check_unix_options, check_unix_path
 from ._options import ConnectOptions, check_endpoint, check_options, check_timeout, document_options
 from ._portal import Home, Wait, home_for_caller, on_exit
 from .connection import Connection, disconnect_many
@@ -85,6 +86,40 @@ class ConnectionManager:
             ValueError: A value out of range (port 0, a negative timeout, ...).
         """
         endpoint = check_endpoint(port, host)
+        checked = check_options(options)
+        callbacks = resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)
+        home = home_for_caller()
+        with self._lock:
+            conn = Connection(endpoint, callbacks, checked, home, self._forget)
+            self._connections[conn] = None
+        return conn
+
+    @document_options
+    def connect_unix(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Connection:
+        """Open a managed connection to the Unix domain socket at `path`; see `connect()`.
+
+        The same managed connection over `AF_UNIX`: the callbacks, retries and waits are `connect()`'s.
+        A missing socket file is a failed attempt (`Cause.REFUSED`), retried like a refused port.
+
+        Args:
+            path: An absolute path (str or os.PathLike), or a Linux abstract name starting with "\\0".
+
+        Raises:
+            TypeError: `path` is not a str or PathLike; a wrong option type.
+            ValueError: A relative or too long path; a TCP-only option (`nodelay`, `keepalive`,
+                `user_timeout`, `resolver`, `dialer`, `alternates`, `family`, `local_addr`, ...).
+        """
+        endpoint = check_unix_path(path)
+        check_unix_options(options)
         checked = check_options(options)
         callbacks = resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)
         home = home_for_caller()

@@ -38,6 +38,19 @@ class PoolOwner(Protocol):
         """Open a managed connection."""
         ...
 
+    def connect_unix(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Connection:
+        """Open a managed connection to a Unix socket."""
+        ...
+
     def remove_pool(self, name: str, timeout: float | None = 10.0) -> Wait[bool]:
         """Disconnect a pool's members and forget the pool."""
         ...
@@ -113,11 +126,40 @@ class Pool:
         Raises:
             PoolNotFound: The pool was closed (`close()` or `remove_pool()`).
         """
-        if self._closed:
-            raise PoolNotFound(f"pool {self._name!r} was closed; create a new one with create_pool()")
+        self._check_open()
         conn = self._manager.connect(
             port, host, on_connect=on_connect, on_data=on_data, on_reset=on_reset, handler=handler, **options
         )
+        return self._join(conn)
+
+    @document_options
+    def add_unix_connection(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Connection:
+        """Open a managed connection to the Unix socket at `path` and add it to this pool; the
+        arguments are `connect_unix()`'s.
+
+        Raises:
+            PoolNotFound: The pool was closed (`close()` or `remove_pool()`).
+        """
+        self._check_open()
+        conn = self._manager.connect_unix(
+            path, on_connect=on_connect, on_data=on_data, on_reset=on_reset, handler=handler, **options
+        )
+        return self._join(conn)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolNotFound(f"pool {self._name!r} was closed; create a new one with create_pool()")
+
+    def _join(self, conn: Connection) -> Connection:
         with self._lock:
             # Members to one endpoint get distinct ids, so that rendezvous hashing tells them apart:
             # the lowest index that no current member to that endpoint holds. A member added after
