@@ -261,4 +261,3 @@ async def test_http_connect_sends_the_headers_and_keeps_the_first_server_bytes(
         assert b"Proxy-Authorization: Basic dXNlcjpwdw==\r\n" in seen[0]
         assert b"User-Agent: connman-test\r\n" in seen[0]
         await conn.disconnect()
-
