@@ -109,7 +109,7 @@ async def test_every_address_of_a_name_within_one_attempt(cm: connman.Connection
     if len(addresses) < 2:
         pytest.skip(f"localhost resolves to {sorted(addresses)} only here")
     # Listen on the address getaddrinfo gives last: the others refuse, within the same attempt.
-    last = socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)[-1][4][0]
+    last = str(socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)[-1][4][0])
     async with EchoServer(last) as listening:
         conn = cm.connect(listening.port, "localhost")
         assert await conn.wait_connected(BOUND)
