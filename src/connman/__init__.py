@@ -21,6 +21,7 @@ from typing import Unpack
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
+from ._discovery import Discovery
 from ._endpoints import UnixEndpoint
 from ._options import ConnectOptions, Dialer, Endpoint, document_options
 from ._portal import Wait
@@ -57,6 +58,7 @@ __all__ = [
     "ConnmanError",
     "Dialer",
     "Disconnected",
+    "Discovery",
     "Endpoint",
     "GaveUp",
     "Handler",

@@ -20,7 +20,7 @@ from ._endpoints import UnixEndpoint
 from ._options import Dialer, Endpoint, Options
 from .errors import ConnectTimeout
 
-__all__ = ["dial", "resolved_addresses"]
+__all__ = ["dial", "resolve", "resolved_addresses"]
 
 
 async def dial(
@@ -85,7 +85,7 @@ async def _to_resolved(
     loop: asyncio.AbstractEventLoop, endpoint: Endpoint, options: Options, protocol: asyncio.BaseProtocol
 ) -> None:
     assert options.resolver is not None
-    addresses = await _resolve(options.resolver, endpoint)
+    addresses = await resolve(options.resolver, endpoint)
     extra = _checked_against_host(endpoint, options)
     error: OSError | None = None
     for address in addresses:  # in order, within this one attempt
@@ -102,7 +102,8 @@ def _is_async(fn: Callable[..., object]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
-async def _resolve(resolver: Callable[[str, int], Any], endpoint: Endpoint) -> list[str]:
+async def resolve(resolver: Callable[[str, int], Any], endpoint: Endpoint) -> list[str]:
+    """The addresses `resolver` gives for `endpoint` (a plain function runs on a thread of its own)."""
     if _is_async(resolver):
         address = await resolver(endpoint.host, endpoint.port)
     else:

@@ -225,6 +225,8 @@ class ConnectionManager:
             A `Wait` that is True when everything closed in time.
         """
         check_timeout(timeout)
+        for pool in self.pools.values():
+            pool.stop_discovery()  # or it would add members back
         return disconnect_many(self.connections, timeout)
 
     async def aclose(self) -> None:
@@ -272,6 +274,9 @@ def default_manager() -> ConnectionManager:
 def _close_all_at_exit(home: Home, deadline: float) -> None:
     # Run by the portal's exit hook before it stops connman's loop thread: flush and close what is
     # open there. Connections on an application's loop are the application's to close.
+    for manager in list(_managers):
+        for pool in manager.pools.values():
+            pool.stop_discovery()
     conns = [conn for manager in list(_managers) for conn in manager.connections if conn.loop is home.loop]
     if conns:
         disconnect_many(conns, max(0.0, deadline - time.monotonic()))
