@@ -17,6 +17,7 @@ import asyncio
 import base64
 import errno
 import ipaddress
+import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -91,7 +92,8 @@ async def _open(proxy: _Proxy) -> socket.socket:
             raise
     assert error is not None
     why = errno.errorcode.get(error.errno or 0, "") or type(error).__name__
-    raise ProxyError(f"proxy {proxy} could not be reached: {error.strerror or error} ({why})") from error
+    text = os.strerror(error.errno) if error.errno else str(error)  # not asyncio's "Connect call failed"
+    raise ProxyError(f"proxy {proxy} could not be reached: {text} ({why})") from error
 
 
 async def _recv_exactly(sock: socket.socket, count: int, proxy: _Proxy, what: str) -> bytes:

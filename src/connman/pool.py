@@ -167,7 +167,7 @@ class Pool:
         host: str,
         *,
         refresh: float = 30.0,
-        min_refresh: float = 1.0,
+        min_refresh: float | None = None,
         on_connect: Callable[[Connection], object] | None = None,
         on_data: Callable[[bytes], object] | None = None,
         on_reset: Callable[[], object] | None = None,
@@ -189,7 +189,8 @@ class Pool:
             host: The name to follow; resolved with `resolver` if given (a list: every address),
                 else getaddrinfo.
             refresh: Seconds between resolutions while some member is up (> 0; default 30).
-            min_refresh: The least seconds between two resolutions (> 0, at most `refresh`; default 1).
+            min_refresh: The least seconds between two resolutions (> 0, at most `refresh`; None,
+                the default: 1 second, or `refresh` if shorter).
 
         Returns:
             A `Discovery` handle; `stop()` it to stop following the name (the members stay).
@@ -202,6 +203,8 @@ class Pool:
         self._check_open()
         endpoint = check_endpoint(port, host)
         _check_seconds("refresh", refresh, positive=True)
+        if min_refresh is None:
+            min_refresh = min(1.0, refresh)
         _check_seconds("min_refresh", min_refresh, positive=True)
         if min_refresh > refresh:
             raise ValueError(f"min_refresh must be at most refresh ({refresh!r} s), not {min_refresh!r}")
