@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from ._options import Endpoint, check_endpoint
+from ._options import ADDRESS_OPTIONS, Endpoint, check_endpoint
 
 __all__ = [
     "TCP_ONLY",
@@ -61,20 +61,7 @@ def check_unix_path(path: object) -> UnixEndpoint:
 
 
 #: Options that mean something for TCP only, refused by `connect_unix()`.
-TCP_ONLY: Final = (
-    "nodelay",
-    "keepalive",
-    "user_timeout",
-    "resolver",
-    "family",
-    "proto",
-    "flags",
-    "local_addr",
-    "happy_eyeballs_delay",
-    "interleave",
-    "dialer",
-    "alternates",
-)
+TCP_ONLY: Final = ("nodelay", "keepalive", "user_timeout", "dialer", "alternates", *ADDRESS_OPTIONS)
 
 
 def check_unix_options(options: Mapping[str, object]) -> None:

@@ -45,6 +45,7 @@ from ._checks import (
 )
 
 __all__ = [
+    "ADDRESS_OPTIONS",
     "CALLBACKS",
     "CONNECT_OPTIONS",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -470,7 +471,7 @@ def check_options(options: Mapping[str, object]) -> Options:
             passthrough[name] = checked
     # What asyncio would only reject at connect time, inside the retry loop, we reject here.
     if ours["dialer"] is not None:
-        for name in _NOT_WITH_DIALER:
+        for name in ADDRESS_OPTIONS:
             if name in options:
                 raise ValueError(f"{name} has no effect with dialer=: the dialer makes the socket")
     if "ssl" not in passthrough:
@@ -480,8 +481,8 @@ def check_options(options: Mapping[str, object]) -> Options:
     return Options(**ours, create_connection=MappingProxyType(passthrough))
 
 
-#: What only applies when connman makes the socket itself.
-_NOT_WITH_DIALER: Final = (
+#: What only applies when connman makes the socket itself (refused next to a dialer).
+ADDRESS_OPTIONS: Final = (
     "resolver",
     "family",
     "proto",

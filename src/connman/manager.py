@@ -17,8 +17,16 @@ from types import TracebackType
 from typing import Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
-from ._endpoints import check_unix_options, check_unix_path
-from ._options import ConnectOptions, check_endpoint, check_options, check_timeout, document_options
+from ._endpoints import UnixEndpoint, check_unix_options, check_unix_path
+from ._options import (
+    ConnectOptions,
+    Endpoint,
+    Options,
+    check_endpoint,
+    check_options,
+    check_timeout,
+    document_options,
+)
 from ._portal import Home, Wait, home_for_caller, on_exit
 from .connection import Connection, disconnect_many
 from .errors import PoolExists, PoolNotFound
@@ -86,13 +94,7 @@ class ConnectionManager:
             ValueError: A value out of range (port 0, a negative timeout, ...).
         """
         endpoint = check_endpoint(port, host)
-        checked = check_options(options)
-        callbacks = resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)
-        home = home_for_caller()
-        with self._lock:
-            conn = Connection(endpoint, callbacks, checked, home, self._forget)
-            self._connections[conn] = None
-        return conn
+        return self._open(endpoint, check_options(options), on_connect, on_data, on_reset, handler)
 
     @document_options
     def connect_unix(
@@ -120,7 +122,17 @@ class ConnectionManager:
         """
         endpoint = check_unix_path(path)
         check_unix_options(options)
-        checked = check_options(options)
+        return self._open(endpoint, check_options(options), on_connect, on_data, on_reset, handler)
+
+    def _open(
+        self,
+        endpoint: Endpoint | UnixEndpoint,
+        checked: Options,
+        on_connect: Callable[[Connection], object] | None,
+        on_data: Callable[[bytes], object] | None,
+        on_reset: Callable[[], object] | None,
+        handler: object,
+    ) -> Connection:
         callbacks = resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)
         home = home_for_caller()
         with self._lock:
