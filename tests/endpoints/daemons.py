@@ -77,10 +77,13 @@ class Daemon:
         self.process.send_signal(number)
 
 
-def danted(tmp: Path, *, username: bool = False) -> Daemon:
+def danted(tmp: Path, *, username: bool = False, refuse: bool = False, port: int | None = None) -> Daemon:
+    """danted on a loopback port: SOCKS5 with no authentication, or with system users' passwords
+    (`username`); `refuse` blocks every CONNECT by rule (reply 2)."""
     program = need("danted", "dante-server")
-    port = free_port()
+    port = port or free_port()
     method = "username" if username else "none"
+    verdict = "block" if refuse else "pass"
     config = tmp / f"danted-{port}.conf"
     config.write_text(
         f"""logoutput: {tmp}/danted-{port}.log
@@ -91,18 +94,21 @@ socksmethod: {method}
 user.privileged: root
 user.unprivileged: nobody
 client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
-socks pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }}
+socks {verdict} {{ from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }}
 """
     )
     command = [program, "-f", str(config), "-p", str(tmp / f"danted-{port}.pid"), "-N", "1"]
     return Daemon("danted", command, port, tmp / f"danted-{port}.out")
 
 
-def tinyproxy(tmp: Path) -> Daemon:
+def tinyproxy(tmp: Path, *, refuse: bool = False, port: int | None = None) -> Daemon:
+    """tinyproxy on a loopback port, allowing CONNECT to any port, or (`refuse`) to port 1 only (403)."""
     program = need("tinyproxy", "tinyproxy")
-    port = free_port()
+    port = port or free_port()
     config = tmp / f"tinyproxy-{port}.conf"
     user = "User nobody\nGroup nogroup\n" if os.geteuid() == 0 else ""
+    if refuse:
+        user += "ConnectPort 1\n"  # with no ConnectPort line, every port is allowed
     config.write_text(
         f"""{user}Port {port}
 Listen 127.0.0.1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+from pathlib import Path
 
 import pytest
 import trustme
@@ -14,7 +15,7 @@ from connman import Cause, State
 from connman.dialers import http_connect, socks5
 from connman.testing import EchoServer
 from tests.conftest import BOUND, FAST, Recorder
-from tests.endpoints.daemons import Daemon
+from tests.endpoints.daemons import Daemon, danted, tinyproxy
 
 
 def proxy_url(daemon: Daemon) -> str:
@@ -84,6 +85,35 @@ async def test_a_target_down_behind_a_live_proxy_recovers(
     assert await conn.wait_connected(BOUND)
     conn.write(b"up")
     await recorder.wait_bytes(2)
+
+
+@pytest.mark.parametrize("kind", ["socks5", "http_connect"])
+async def test_a_proxy_that_refuses_the_tunnel_then_allows_it(
+    kind: str, tmp_path: Path, server: EchoServer, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    make = danted if kind == "socks5" else tinyproxy
+    strict = make(tmp_path, refuse=True)
+    strict.start()
+    try:
+        conn = cm.connect(
+            server.port, "127.0.0.1", **recorder.callbacks(), dialer=dialer_for(strict), backoff=FAST
+        )
+        await recorder.until(lambda: conn.stats.failed_attempts >= 2)
+        assert conn.last_cause is Cause.PROXY
+        if kind == "socks5":
+            assert "reply 2 (connection not allowed by ruleset)" in str(conn.last_error)
+        else:
+            assert f"refused CONNECT 127.0.0.1:{server.port}: 'HTTP/1.1 403 Access violation'" in str(conn.last_error)
+    finally:
+        strict.kill()
+    relaxed = make(tmp_path, port=strict.port)  # the rule lifted, same address
+    relaxed.start()
+    try:
+        assert await conn.wait_connected(BOUND)
+        conn.write(b"allowed")
+        await recorder.wait_bytes(7)
+    finally:
+        relaxed.kill()
 
 
 async def test_a_proxy_that_dies_mid_stream_recovers(
