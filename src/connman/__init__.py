@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Unpack
 
+from . import dialers
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
@@ -80,6 +81,7 @@ __all__ = [
     "connect_unix",
     "create_pool",
     "default_manager",
+    "dialers",
     "disconnect_all",
     "get_connection",
     "get_pool",

@@ -20,7 +20,7 @@ from ._dial import resolve
 from ._options import Endpoint, Options
 from ._portal import Home
 from ._state import State
-from .errors import LoopGone
+from .errors import LoopGone, PoolNotFound
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -116,13 +116,15 @@ class Discovery:
             self._lost = False
             wake.clear()
             try:
-                addresses = await self._resolve()
+                self._apply(await self._resolve())
+            except PoolNotFound:  # the pool was closed from another thread meanwhile
+                self._stopped = True
+                return
             except Exception as exc:  # a failed resolution keeps the members as they are
                 self.last_error = exc
                 logger.warning("resolving %s for pool %r failed: %r", self._endpoint, self._pool.name, exc)
             else:
                 self.last_error = None
-                self._apply(addresses)
             self.resolutions += 1
             while not self._stopped:
                 delay = self._next_delay() - (_now() - started)

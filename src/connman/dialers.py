@@ -22,7 +22,6 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import unquote, urlsplit
 
 from ._options import Dialer, check_endpoint
 from .errors import ProxyError
@@ -49,6 +48,8 @@ def _parse_proxy(name: str, proxy: object, schemes: tuple[str, ...], default_por
         raise TypeError(
             f"{name} must be a str such as '{schemes[0]}://127.0.0.1:{default_port}', not {proxy!r}"
         )
+    from urllib.parse import unquote, urlsplit  # here: `import connman` need not pay for it
+
     text = proxy if "://" in proxy else f"{schemes[0]}://{proxy}"
     try:
         parts = urlsplit(text)

@@ -258,3 +258,19 @@ def test_bad_discover_arguments(kwargs: dict[str, object], error: type[Exception
     with pytest.raises(ValueError, match=r"port must be in 1\.\.65535"):
         pool.discover(0, "cache.test")
     assert len(pool) == 0
+
+
+async def test_a_resolver_answer_that_is_no_address_is_a_failed_resolution(
+    servers: dict[str, EchoServer], cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    names = Names("127.0.0.2")
+    pool = cm.create_pool("garbage")
+    port = servers["127.0.0.2"].port
+    discovery = pool.discover(port, "svc.test", resolver=names, refresh=0.02, min_refresh=0.01, backoff=FAST)
+    await settled(pool, recorder, {"127.0.0.2"})
+    names.addresses = ["db:80"]  # no resolver could ever connect there: refused, members kept
+    await recorder.until(lambda: isinstance(discovery.last_error, ValueError))
+    assert discovery.running
+    assert addresses_of(pool) == {"127.0.0.2"}
+    names.addresses = ["127.0.0.3"]
+    await settled(pool, recorder, {"127.0.0.3"})

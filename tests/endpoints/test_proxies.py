@@ -103,7 +103,9 @@ async def test_a_proxy_that_refuses_the_tunnel_then_allows_it(
         if kind == "socks5":
             assert "reply 2 (connection not allowed by ruleset)" in str(conn.last_error)
         else:
-            assert f"refused CONNECT 127.0.0.1:{server.port}: 'HTTP/1.1 403 Access violation'" in str(conn.last_error)
+            assert f"refused CONNECT 127.0.0.1:{server.port}: 'HTTP/1.1 403 Access violation'" in str(
+                conn.last_error
+            )
     finally:
         strict.kill()
     relaxed = make(tmp_path, port=strict.port)  # the rule lifted, same address
