@@ -25,6 +25,19 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return int(probe.getsockname()[1])
 
 
+def free_port_both() -> int:
+    """A loopback port free for UDP and TCP alike (a DNS server listens on both)."""
+    for _ in range(100):
+        port = free_port(socket.SOCK_DGRAM)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no loopback port free for both UDP and TCP in 100 tries")
+
+
 def need(program: str, package: str) -> str:
     path = shutil.which(program) or shutil.which(program, path="/usr/sbin:/usr/bin:/sbin")
     if path is None:
@@ -126,7 +139,7 @@ class Dnsmasq(Daemon):
 
     def __init__(self, tmp: Path) -> None:
         program = need("dnsmasq", "dnsmasq")
-        port = free_port(socket.SOCK_DGRAM)
+        port = free_port_both()
         self.hosts = tmp / f"hosts-{port}"
         self.hosts.write_text("")
         command = [

@@ -6,9 +6,11 @@ starts on a loopback port: the system resolver is never asked.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import trustme
@@ -59,6 +61,10 @@ def owners(pool: connman.Pool) -> dict[str, str]:
     return {key: str(pool.pick(key=key).endpoint) for key in KEYS}
 
 
+def discovery_tasks() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("connman-discover")]
+
+
 async def settled(pool: connman.Pool, recorder: Recorder, addresses: set[str]) -> None:
     """Until the pool has exactly one connected member per address of `addresses`."""
     await recorder.until(
@@ -98,6 +104,7 @@ async def test_scale_out_and_in_moves_only_the_keys_of_the_members_that_changed(
     assert discovery.addresses == ["127.0.0.2", "127.0.0.4", "127.0.0.5"]
     discovery.stop()
     assert not discovery.running
+    await recorder.until(lambda: not discovery_tasks())
 
 
 async def test_the_only_member_up_is_kept_until_another_is_up(
@@ -194,9 +201,11 @@ async def test_pool_disconnect_stops_the_discovery(
         servers["127.0.0.2"].port, "svc.test", resolver=Names("127.0.0.2"), refresh=0.01, min_refresh=0.01
     )
     await settled(pool, recorder, {"127.0.0.2"})
+    assert discovery_tasks()
     assert await pool.disconnect(BOUND)
     assert not discovery.running
     assert len(pool) == 0
+    await recorder.until(lambda: not discovery_tasks())  # the task ended, nothing left behind
 
 
 async def test_following_a_real_dns_server(
