@@ -14,15 +14,19 @@ socket. Works from asyncio and from plain synchronous code.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Unpack
 
+from . import dialers
 from . import events as events  # the public module of event types (connman.events)
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
+from ._discovery import Discovery
+from ._endpoints import UnixEndpoint
 from ._heartbeat import Heartbeat
-from ._options import ConnectOptions, Endpoint, document_options
+from ._options import ConnectOptions, Dialer, Endpoint, document_options
 from ._portal import Wait
 from ._state import State
 from ._stats import Stats
@@ -41,6 +45,7 @@ from .errors import (
     PoolError,
     PoolExists,
     PoolNotFound,
+    ProxyError,
     QueueFull,
 )
 from .manager import ConnectionManager, default_manager
@@ -55,7 +60,9 @@ __all__ = [
     "Connection",
     "ConnectionManager",
     "ConnmanError",
+    "Dialer",
     "Disconnected",
+    "Discovery",
     "Endpoint",
     "GaveUp",
     "Handler",
@@ -68,14 +75,18 @@ __all__ = [
     "PoolError",
     "PoolExists",
     "PoolNotFound",
+    "ProxyError",
     "QueueFull",
     "State",
     "Stats",
+    "UnixEndpoint",
     "Wait",
     "__version__",
     "connect",
+    "connect_unix",
     "create_pool",
     "default_manager",
+    "dialers",
     "disconnect_all",
     "get_connection",
     "get_pool",
@@ -123,6 +134,23 @@ def connect(
         on_reset=on_reset,
         handler=handler,
         **options,
+    )
+
+
+@document_options
+def connect_unix(
+    path: str | os.PathLike[str],
+    *,
+    on_connect: Callable[[Connection], object] | None = None,
+    on_data: Callable[[bytes], object] | None = None,
+    on_reset: Callable[[], object] | None = None,
+    handler: object = None,
+    **options: Unpack[ConnectOptions],
+) -> Connection:
+    """Open a managed connection to a Unix socket on the default manager; see
+    `ConnectionManager.connect_unix()`."""
+    return default_manager().connect_unix(
+        path, on_connect=on_connect, on_data=on_data, on_reset=on_reset, handler=handler, **options
     )
 
 

@@ -13,7 +13,7 @@ import errno
 import socket
 import ssl
 
-from .errors import ConnectTimeout, HeartbeatTimeout, IdleTimeout
+from .errors import ConnectTimeout, HeartbeatTimeout, IdleTimeout, ProxyError
 
 __all__ = ["Cause", "classify"]
 
@@ -38,6 +38,8 @@ class Cause(enum.Enum):
     """The host name did not resolve."""
     TLS = "tls"
     """The TLS handshake or a TLS record failed (certificate, protocol)."""
+    PROXY = "proxy"
+    """The proxy (`connman.dialers`) could not be reached or refused the tunnel; see `last_error`."""
     RECONNECT = "reconnect"
     """The application called `reconnect()`."""
     ERROR = "error"
@@ -60,6 +62,8 @@ def classify(error: BaseException | None, *, connected: bool) -> Cause:
         return Cause.EOF if connected else Cause.ERROR
     if isinstance(error, (IdleTimeout, HeartbeatTimeout)):
         return Cause.HALF_OPEN
+    if isinstance(error, ProxyError):
+        return Cause.PROXY
     if isinstance(error, ConnectTimeout):
         return Cause.TIMEOUT
     # Before ssl.SSLError: SSLError is an OSError whose errno is an SSL code, not an errno.
@@ -73,8 +77,8 @@ def classify(error: BaseException | None, *, connected: bool) -> Cause:
         return Cause.RESET
     if isinstance(error, OSError):
         code = error.errno
-        if code == errno.ECONNREFUSED:
-            return Cause.REFUSED
+        if code == errno.ECONNREFUSED or (code == errno.ENOENT and not connected):
+            return Cause.REFUSED  # ENOENT: no socket file at a Unix socket's path
         if code in _RESET_ERRNOS:
             return Cause.RESET
         if code == errno.ETIMEDOUT:

@@ -7,6 +7,7 @@ Pure, and declarative enough that the docs ("accepted" in docs/options.md) and t
 
 from __future__ import annotations
 
+import inspect
 import ssl as _ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from ._backoff import _check_seconds
 
 __all__ = [
     "TLS",
+    "AsyncFunction",
     "Check",
     "Count",
+    "EndpointList",
     "Flag",
     "Function",
     "Instance",
@@ -237,3 +240,37 @@ class LocalAddress(Check):
         if not 0 <= port <= 65535:
             raise ValueError(f"{name} port must be in 0..65535, not {port!r}")
         return (host, port)
+
+
+class AsyncFunction(Check):
+    """An async callable: an `async def` function, or an object whose `__call__` is one."""
+
+    __slots__ = ()
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return ("an async callable",)
+
+    def check(self, name: str, value: object) -> object:
+        if not callable(value):
+            raise self.refuse(name, value)
+        if not (inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(type(value).__call__)):
+            raise TypeError(
+                f"{name} must be {self.accepted}, not {value!r}, a plain callable: make it async def"
+            )
+        return value
+
+
+class EndpointList(Check):
+    """A list of `(port, host)` pairs, each checked as `connect()` checks its port and host."""
+
+    __slots__ = ()
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return ("a list of (port, host) pairs",)
+
+    def check(self, name: str, value: object) -> tuple[tuple[int, str], ...]:
+        from ._endpoints import check_alternates  # which needs _options, which needs this module
+
+        return tuple((endpoint.port, endpoint.host) for endpoint in check_alternates(value))

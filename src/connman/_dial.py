@@ -1,5 +1,7 @@
 """One connection attempt: resolve the name (through the resolver hook if any), connect, handshake.
 
+Or: connect a Unix socket; or get the socket from a `dialer` (a proxy) and run TLS on it.
+
 The whole attempt is bounded by `connect_timeout`. A resolver that is a plain function may block (it
 may do DNS itself), so it runs on a thread of its own: a blocking resolver must neither stall the
 loop, and every other connection on it, nor outlast `connect_timeout`.
@@ -9,19 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._options import Endpoint, Options
+from ._endpoints import UnixEndpoint
+from ._options import Dialer, Endpoint, Options
 from .errors import ConnectTimeout
 
-__all__ = ["dial"]
+__all__ = ["dial", "resolve", "resolved_addresses"]
 
 
 async def dial(
     loop: asyncio.AbstractEventLoop,
-    endpoint: Endpoint,
+    endpoint: Endpoint | UnixEndpoint,
     options: Options,
     protocol: asyncio.BaseProtocol,
 ) -> None:
@@ -29,14 +33,18 @@ async def dial(
     timeout = options.connect_timeout
     try:
         async with asyncio.timeout(timeout) as deadline:
-            host = endpoint.host
-            extra = options.create_connection
-            if options.resolver is not None:
-                host = await _resolve(options.resolver, endpoint)
-                if "ssl" in extra and "server_hostname" not in extra:
-                    # Check the certificate against the name asked for, not the address.
-                    extra = {**extra, "server_hostname": endpoint.host}
-            await loop.create_connection(lambda: protocol, host, endpoint.port, **extra)
+            if isinstance(endpoint, UnixEndpoint):
+                await loop.create_unix_connection(
+                    lambda: protocol, endpoint.path, **options.create_connection
+                )
+            elif options.dialer is not None:
+                await _through_dialer(loop, options.dialer, endpoint, options, protocol)
+            elif options.resolver is not None:
+                await _to_resolved(loop, endpoint, options, protocol)
+            else:
+                await loop.create_connection(
+                    lambda: protocol, endpoint.host, endpoint.port, **options.create_connection
+                )
     except TimeoutError as exc:
         if deadline.expired():
             raise ConnectTimeout(
@@ -45,20 +53,75 @@ async def dial(
         raise
 
 
+def _checked_against_host(endpoint: Endpoint, options: Options) -> Mapping[str, Any]:
+    extra = options.create_connection
+    if "ssl" in extra and "server_hostname" not in extra:
+        # Check the certificate against the name asked for, not the address (or the proxy).
+        return {**extra, "server_hostname": endpoint.host}
+    return extra
+
+
+async def _through_dialer(
+    loop: asyncio.AbstractEventLoop,
+    dialer: Dialer,
+    endpoint: Endpoint,
+    options: Options,
+    protocol: asyncio.BaseProtocol,
+) -> None:
+    sock = await dialer(endpoint.host, endpoint.port)
+    if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_STREAM:
+        if isinstance(sock, socket.socket):
+            sock.close()
+        raise TypeError(f"dialer must return a connected stream socket.socket, not {sock!r}")
+    try:
+        sock.setblocking(False)
+        await loop.create_connection(lambda: protocol, sock=sock, **_checked_against_host(endpoint, options))
+    except BaseException:
+        sock.close()  # not owned by a transport yet (closing twice is harmless)
+        raise
+
+
+async def _to_resolved(
+    loop: asyncio.AbstractEventLoop, endpoint: Endpoint, options: Options, protocol: asyncio.BaseProtocol
+) -> None:
+    assert options.resolver is not None
+    addresses = await resolve(options.resolver, endpoint)
+    extra = _checked_against_host(endpoint, options)
+    error: OSError | None = None
+    for address in addresses:  # in order, within this one attempt
+        try:
+            await loop.create_connection(lambda: protocol, address, endpoint.port, **extra)
+            return
+        except OSError as exc:
+            error = exc
+    assert error is not None
+    raise error
+
+
 def _is_async(fn: Callable[..., object]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
-async def _resolve(resolver: Callable[[str, int], Any], endpoint: Endpoint) -> str:
+async def resolve(resolver: Callable[[str, int], Any], endpoint: Endpoint) -> list[str]:
+    """The addresses `resolver` gives for `endpoint` (a plain function runs on a thread of its own)."""
     if _is_async(resolver):
         address = await resolver(endpoint.host, endpoint.port)
     else:
         address = await _in_thread(resolver, endpoint.host, endpoint.port)
         if inspect.isawaitable(address):  # a plain function that returned an awaitable
             address = await address
-    if not isinstance(address, str):
-        raise TypeError(f"resolver must return an address str, not {address!r}")
-    return address
+    return resolved_addresses(address)
+
+
+def resolved_addresses(value: object) -> list[str]:
+    """What a resolver returned, as a list of addresses; TypeError/ValueError for anything else."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(address, str) for address in value):
+        if not value:
+            raise ValueError("resolver returned no address (an empty list)")
+        return list(value)
+    raise TypeError(f"resolver must return an address str or a list of them, not {value!r}")
 
 
 def _in_thread(fn: Callable[..., object], *args: object) -> asyncio.Future[Any]:

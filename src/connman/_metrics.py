@@ -13,6 +13,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Final
 
 from . import events
+from ._endpoints import UnixEndpoint
+from ._options import Endpoint
 from ._state import State
 
 if TYPE_CHECKING:
@@ -68,14 +70,24 @@ class PoolIndex:
         return self._pool_of.get(conn)
 
 
-def connections_by_state(manager: ConnectionManager) -> Counter[tuple[str, int, str | None, State]]:
-    """The manager's connections now, counted by (host, port, pool or None, state); every state of a
-    (host, port, pool) that has a connection is present, 0 when no connection is in it."""
+def server_of(endpoint: Endpoint | UnixEndpoint) -> tuple[str, int | None]:
+    """The `server.address` and `server.port` of an endpoint: a Unix socket's address is its path
+    and it has no port (as the OpenTelemetry conventions put it)."""
+    if isinstance(endpoint, UnixEndpoint):
+        return endpoint.path, None
+    return endpoint.host, endpoint.port
+
+
+def connections_by_state(
+    manager: ConnectionManager,
+) -> Counter[tuple[str, int | None, str | None, State]]:
+    """The manager's connections now, counted by (address, port, pool or None, state); every state
+    of an (address, port, pool) that has a connection is present, 0 when no connection is in it."""
     pool_of = {conn: name for name, pool in manager.pools.items() for conn in pool}
-    counts: Counter[tuple[str, int, str | None, State]] = Counter()
+    counts: Counter[tuple[str, int | None, str | None, State]] = Counter()
     for conn in manager.connections:
-        endpoint, pool = conn.endpoint, pool_of.get(conn)
+        (address, port), pool = server_of(conn.endpoint), pool_of.get(conn)
         for state in State:
-            counts[endpoint.host, endpoint.port, pool, state] += 0
-        counts[endpoint.host, endpoint.port, pool, conn.state] += 1
+            counts[address, port, pool, state] += 0
+        counts[address, port, pool, conn.state] += 1
     return counts

@@ -22,7 +22,7 @@ import re
 import socket
 import ssl as _ssl
 import textwrap
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType, NoneType
 from typing import Annotated, Any, Final, TypedDict, TypeVar, get_args, get_type_hints
@@ -31,8 +31,10 @@ from ._backoff import Backoff, _check_seconds
 from ._causes import Cause
 from ._checks import (
     TLS,
+    AsyncFunction,
     Check,
     Count,
+    EndpointList,
     Flag,
     Function,
     Instance,
@@ -45,6 +47,7 @@ from ._checks import (
 from ._heartbeat import Heartbeat
 
 __all__ = [
+    "ADDRESS_OPTIONS",
     "CALLBACKS",
     "CONNECT_OPTIONS",
     "DEFAULT_CONNECT_TIMEOUT",
@@ -53,6 +56,7 @@ __all__ = [
     "DEFAULT_OPTIONS",
     "OPTIONS",
     "ConnectOptions",
+    "Dialer",
     "Endpoint",
     "Option",
     "Options",
@@ -83,9 +87,15 @@ DEFAULT_MAX_WRITE_BUFFER: Final = 32 * 1024 * 1024
 #: Asked after each failed attempt and each loss: `(error, cause) -> retry?`; see `retry_if`.
 RetryIf = Callable[[BaseException | None, Cause], bool]
 
-#: A resolver hook: `(host, port)` to the address to connect to, sync or async. It runs on every
-#: attempt; what it raises is a failed attempt (raise `socket.gaierror` for "does not resolve").
-Resolver = Callable[[str, int], "str | Awaitable[str]"]
+#: A resolver hook: `(host, port)` to the address, or the list of addresses, to connect to, sync or
+#: async. It runs on every attempt; what it raises is a failed attempt (raise `socket.gaierror` for
+#: "does not resolve"). A connection tries a list's addresses in order; `Pool.discover()` keeps a
+#: member per address.
+Resolver = Callable[[str, int], "str | Sequence[str] | Awaitable[str | Sequence[str]]"]
+
+Dialer = Callable[[str, int], Awaitable[socket.socket]]
+"""A dialer: an async callable `(host, port)` to a connected `socket.socket` (through a proxy, say;
+see `connman.dialers`). connman runs TLS on it, if asked, and owns it from then on."""
 
 
 # ---- the declarations --------------------------------------------------------------------------------
@@ -275,9 +285,28 @@ class ConnectOptions(TypedDict, total=False):
         Option(
             default=None,
             check=Function(),
-            doc="`fn(host, port) -> address`, sync or async, called on every attempt; what it raises "
-            "is a failed attempt.",
+            doc="`fn(host, port) -> address or list of addresses`, sync or async, called on every "
+            "attempt (a list is tried in order); what it raises is a failed attempt.",
             none="the loop resolves `host` (getaddrinfo)",
+        ),
+    ]
+    dialer: Annotated[
+        Dialer | None,
+        Option(
+            default=None,
+            check=AsyncFunction(),
+            doc="`async fn(host, port) -> connected socket`, called for every attempt within "
+            "`connect_timeout` (a proxy: `connman.dialers`); TLS then runs on it, checked against `host`.",
+            none="connman connects to `host` itself",
+        ),
+    ]
+    alternates: Annotated[
+        Sequence[tuple[int, str]],
+        Option(
+            default=(),
+            check=EndpointList(),
+            doc="More `(port, host)` endpoints to fail over to: each failed attempt moves to the next; "
+            "after a loss, the next attempt starts with the one that last worked.",
         ),
     ]
     ssl: Annotated[
@@ -441,6 +470,8 @@ class Options:
     heartbeat: Heartbeat | None
     max_write_buffer: int | None
     resolver: Resolver | None
+    dialer: Dialer | None
+    alternates: Sequence[tuple[int, str]]
     #: The pass-through options given (ssl, family, ...), for `loop.create_connection(**...)`; one left
     #: at its default is left out, so asyncio applies its own.
     create_connection: Mapping[str, Any]
@@ -470,12 +501,27 @@ def check_options(options: Mapping[str, object]) -> Options:
         elif checked != option.default:
             passthrough[name] = checked
     # What asyncio would only reject at connect time, inside the retry loop, we reject here.
+    if ours["dialer"] is not None:
+        for name in ADDRESS_OPTIONS:
+            if name in options:
+                raise ValueError(f"{name} has no effect with dialer=: the dialer makes the socket")
     if "ssl" not in passthrough:
         for name in passthrough:
             if OPTIONS[name].needs_tls:
                 raise ValueError(f"{name} is only meaningful with ssl; pass ssl=True or an SSLContext")
     return Options(**ours, create_connection=MappingProxyType(passthrough))
 
+
+#: What only applies when connman makes the socket itself (refused next to a dialer).
+ADDRESS_OPTIONS: Final = (
+    "resolver",
+    "family",
+    "proto",
+    "flags",
+    "local_addr",
+    "happy_eyeballs_delay",
+    "interleave",
+)
 
 #: Arguments of `loop.create_connection` that connman cannot pass on, and why.
 _REFUSED: Final = {"sock": "connman opens a new socket for every attempt, so it cannot use yours"}

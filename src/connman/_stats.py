@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._causes import Cause
+from ._endpoints import UnixEndpoint
+from ._options import Endpoint
 from ._state import State
 
 __all__ = ["Stats"]
@@ -34,6 +36,8 @@ class Stats:
             handshake); None before the first connect.
         last_outage: Seconds the connection was down before its last (re)connect: from the loss, or
             from the first failed attempt, to the connect. None if it never was down.
+        endpoint: Where the current connection goes, or the next attempt while down: the first
+            endpoint, or one of its `alternates` (an `Endpoint`, or a `UnixEndpoint`).
     """
 
     state: State
@@ -49,3 +53,4 @@ class Stats:
     in_state_for: float
     connect_latency: float | None
     last_outage: float | None
+    endpoint: Endpoint | UnixEndpoint | None = None

@@ -22,6 +22,7 @@ from . import _flow, events
 from ._callbacks import Callbacks, Dispatcher, resume_caller
 from ._causes import Cause, classify
 from ._dial import dial
+from ._endpoints import Route, UnixEndpoint
 from ._flow import Admit, IdleWatch, Outbox, admit_write
 from ._heartbeat import Beat, HeartbeatWatch
 from ._options import Endpoint, Options, check_timeout
@@ -120,6 +121,7 @@ class Connection:
         "_outbox",
         "_protocol",
         "_resume",
+        "_route",
         "_signal",
         "_state_since",
         "_thread_id",
@@ -130,13 +132,17 @@ class Connection:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        endpoint: Endpoint | UnixEndpoint,
         callbacks: Callbacks,
         options: Options,
         home: Home,
         hub: Hub | None = None,
     ) -> None:
         self._endpoint = endpoint
+        # Failover (`alternates`): None for the common single endpoint, one slot's worth.
+        self._route: Route | None = None
+        if options.alternates and isinstance(endpoint, Endpoint):
+            self._route = Route([endpoint, *(Endpoint(port, host) for port, host in options.alternates)])
         self._callbacks = callbacks
         self._options = options
         self._home = home
@@ -177,9 +183,16 @@ class Connection:
     # ---- properties ------------------------------------------------------------------------------
 
     @property
-    def endpoint(self) -> Endpoint:
-        """Where this connection goes (`port`, `host`)."""
+    def endpoint(self) -> Endpoint | UnixEndpoint:
+        """Where this connection goes (`port`, `host`; or `path` for `connect_unix()`). With
+        `alternates` it is the first endpoint; `stats.endpoint` is the one in use."""
         return self._endpoint
+
+    @property
+    def _target(self) -> Endpoint | UnixEndpoint:
+        # The endpoint of the current connection, or of the next attempt.
+        route = self._route
+        return self._endpoint if route is None else route.current
 
     @property
     def state(self) -> State:
@@ -245,6 +258,7 @@ class Connection:
             in_state_for=in_state,
             connect_latency=self._connect_latency,
             last_outage=machine.last_outage,
+            endpoint=self._target,
         )
 
     # ---- writing ---------------------------------------------------------------------------------
@@ -777,7 +791,7 @@ class Connection:
             loop, self._options, self, self._dispatcher.deliver, callbacks.on_data
         )
         try:
-            await dial(loop, self._endpoint, self._options, protocol)
+            await dial(loop, self._target, self._options, protocol)
         except Exception as error:  # OSError, socket.gaierror, ssl.SSLError, ConnectTimeout, ...
             if protocol.active and protocol.transport is None:
                 self._attempt_failed(error)
@@ -798,6 +812,8 @@ class Connection:
                     conn=self, endpoint=self._endpoint, at=_now(), error=error, cause=cause, attempt=attempt
                 )
             )
+        if self._route is not None:
+            self._route.failed()  # the next attempt goes to the next endpoint
         retry = self._retry(error, cause)
         self._handle(ConnectFailed(error=error, now=_now(), retry=retry))
 

@@ -12,6 +12,7 @@ The tree::
     ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
     ├── HeartbeatTimeout (also a builtin TimeoutError)   a heartbeat ping got no reply in time
     ├── LoopGone (also a builtin RuntimeError)          the connection's event loop has ended
+    ├── ProxyError (also a builtin ConnectionError)      a proxy (connman.dialers) failed or refused
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
         └── PoolNotFound                                 get_pool() with an unknown name
@@ -36,6 +37,7 @@ __all__ = [
     "PoolError",
     "PoolExists",
     "PoolNotFound",
+    "ProxyError",
     "QueueFull",
 ]
 
@@ -103,6 +105,11 @@ class LoopGone(ConnmanError, RuntimeError):
     That is an `asyncio.run()` that returned with the connection open. `disconnect()` still works: it
     closes the socket by hand.
     """
+
+
+class ProxyError(ConnmanError, ConnectionError):
+    """A proxy of `connman.dialers` could not be reached, or refused the tunnel (seen in `last_error`,
+    as `Cause.PROXY`); the message names the proxy and its reply."""
 
 
 class PoolError(ConnmanError):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._causes import Cause
+from ._endpoints import UnixEndpoint
 from ._options import Endpoint
 
 if TYPE_CHECKING:  # the connection module builds these events: no import at run time
@@ -49,7 +50,7 @@ __all__ = [
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Base:
     conn: Connection
-    endpoint: Endpoint
+    endpoint: Endpoint | UnixEndpoint
     at: float
 
 
@@ -58,7 +59,8 @@ class AttemptStarted(_Base):
     """An attempt to connect started (name resolution, TCP connect, TLS handshake).
 
     Attributes:
-        conn: The connection. endpoint: Where it goes. at: `time.monotonic()` of the event.
+        conn: The connection. endpoint: Where it goes (an `Endpoint` or a `UnixEndpoint`).
+        at: `time.monotonic()` of the event.
         attempt: 1 for the first attempt since the connection was last up (or made), 2 for the
             next, ...
     """

@@ -17,8 +17,17 @@ from types import TracebackType
 from typing import Final, Self, Unpack
 
 from ._callbacks import resolve_callbacks
+from ._endpoints import UnixEndpoint, check_unix_options, check_unix_path
 from ._hub import Hub
-from ._options import ConnectOptions, check_endpoint, check_options, check_timeout, document_options
+from ._options import (
+    ConnectOptions,
+    Endpoint,
+    Options,
+    check_endpoint,
+    check_options,
+    check_timeout,
+    document_options,
+)
 from ._portal import Home, Wait, home_for_caller, on_exit
 from .connection import Connection, disconnect_many
 from .errors import PoolExists, PoolNotFound
@@ -88,7 +97,45 @@ class ConnectionManager:
             ValueError: A value out of range (port 0, a negative timeout, ...).
         """
         endpoint = check_endpoint(port, host)
-        checked = check_options(options)
+        return self._open(endpoint, check_options(options), on_connect, on_data, on_reset, handler)
+
+    @document_options
+    def connect_unix(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Connection:
+        """Open a managed connection to the Unix domain socket at `path`; see `connect()`.
+
+        The same managed connection over `AF_UNIX`: the callbacks, retries and waits are `connect()`'s.
+        A missing socket file is a failed attempt (`Cause.REFUSED`), retried like a refused port.
+
+        Args:
+            path: An absolute path (str or os.PathLike), or a Linux abstract name starting with "\\0".
+
+        Raises:
+            TypeError: `path` is not a str or PathLike; a wrong option type.
+            ValueError: A relative or too long path; a TCP-only option (`nodelay`, `keepalive`,
+                `user_timeout`, `resolver`, `dialer`, `alternates`, `family`, `local_addr`, ...).
+        """
+        endpoint = check_unix_path(path)
+        check_unix_options(options)
+        return self._open(endpoint, check_options(options), on_connect, on_data, on_reset, handler)
+
+    def _open(
+        self,
+        endpoint: Endpoint | UnixEndpoint,
+        checked: Options,
+        on_connect: Callable[[Connection], object] | None,
+        on_data: Callable[[bytes], object] | None,
+        on_reset: Callable[[], object] | None,
+        handler: object,
+    ) -> Connection:
         callbacks = resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)
         home = home_for_caller()
         with self._lock:
@@ -216,6 +263,8 @@ class ConnectionManager:
             A `Wait` that is True when everything closed in time.
         """
         check_timeout(timeout)
+        for pool in self.pools.values():
+            pool.stop_discovery()  # or it would add members back
         return disconnect_many(self.connections, timeout)
 
     async def aclose(self) -> None:
@@ -264,6 +313,9 @@ def default_manager() -> ConnectionManager:
 def _close_all_at_exit(home: Home, deadline: float) -> None:
     # Run by the portal's exit hook before it stops connman's loop thread: flush and close what is
     # open there. Connections on an application's loop are the application's to close.
+    for manager in list(_managers):
+        for pool in manager.pools.values():
+            pool.stop_discovery()
     conns = [conn for manager in list(_managers) for conn in manager.connections if conn.loop is home.loop]
     if conns:
         disconnect_many(conns, max(0.0, deadline - time.monotonic()))

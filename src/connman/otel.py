@@ -29,7 +29,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from . import events
-from ._metrics import CONNECT_BUCKETS, PoolIndex, connections_by_state, outcome_of
+from ._metrics import CONNECT_BUCKETS, PoolIndex, connections_by_state, outcome_of, server_of
 from ._version import __version__
 from .manager import ConnectionManager
 
@@ -77,8 +77,10 @@ class Instrumentation:
         self._unsubscribe()
 
     def _where(self, event: events.Event) -> _Attributes:
-        endpoint = event.endpoint
-        attributes: _Attributes = {"server.address": endpoint.host, "server.port": endpoint.port}
+        address, port = server_of(event.endpoint)
+        attributes: _Attributes = {"server.address": address}
+        if port is not None:
+            attributes["server.port"] = port
         pool = self._pools.pool_of(event.conn)
         if pool is not None:
             attributes["pool.name"] = pool
@@ -101,7 +103,9 @@ class Instrumentation:
             return []
         observations = []
         for (host, port, pool, state), count in connections_by_state(self._manager).items():
-            attributes: _Attributes = {"server.address": host, "server.port": port, "state": state.value}
+            attributes: _Attributes = {"server.address": host, "state": state.value}
+            if port is not None:
+                attributes["server.port"] = port
             if pool is not None:
                 attributes["pool.name"] = pool
             observations.append(Observation(count, attributes))

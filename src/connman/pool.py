@@ -7,11 +7,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Protocol, Unpack
+from typing import TYPE_CHECKING, Any, Protocol, Unpack
 
 from . import _pick, events
-from ._options import ConnectOptions, check_timeout, document_options
-from ._portal import Signal, Wait, wait_until
+from ._backoff import _check_seconds
+from ._callbacks import resolve_callbacks
+from ._discovery import Discovery
+from ._options import ConnectOptions, check_endpoint, check_options, check_timeout, document_options
+from ._portal import Signal, Wait, home_for_caller, wait_until
 from ._state import State
 from .connection import Connection, disconnect_many, homes_of
 from .errors import NotConnected, PoolNotFound
@@ -42,6 +45,19 @@ class PoolOwner(Protocol):
         """Open a managed connection."""
         ...
 
+    def connect_unix(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Connection:
+        """Open a managed connection to a Unix socket."""
+        ...
+
     def remove_pool(self, name: str, timeout: float | None = 10.0) -> Wait[bool]:
         """Disconnect a pool's members and forget the pool."""
         ...
@@ -63,6 +79,7 @@ class Pool:
         "__weakref__",
         "_closed",
         "_counter",
+        "_discoveries",
         "_hub",
         "_ids",
         "_lock",
@@ -81,6 +98,7 @@ class Pool:
         self._ids: list[bytes] = []
         self._counter = 0
         self._closed = False
+        self._discoveries: list[Discovery] = []
         #: Fired when membership changes and whenever a member changes (it relays their signals).
         self._signal = Signal()
         _pools.add(self)
@@ -119,11 +137,128 @@ class Pool:
         Raises:
             PoolNotFound: The pool was closed (`close()` or `remove_pool()`).
         """
-        if self._closed:
-            raise PoolNotFound(f"pool {self._name!r} was closed; create a new one with create_pool()")
+        self._check_open()
         conn = self._manager.connect(
             port, host, on_connect=on_connect, on_data=on_data, on_reset=on_reset, handler=handler, **options
         )
+        return self._join(conn)
+
+    @document_options
+    def add_unix_connection(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Connection:
+        """Open a managed connection to the Unix socket at `path` and add it to this pool; the
+        arguments are `connect_unix()`'s.
+
+        Raises:
+            PoolNotFound: The pool was closed (`close()` or `remove_pool()`).
+        """
+        self._check_open()
+        conn = self._manager.connect_unix(
+            path, on_connect=on_connect, on_data=on_data, on_reset=on_reset, handler=handler, **options
+        )
+        return self._join(conn)
+
+    @document_options
+    def discover(
+        self,
+        port: int,
+        host: str,
+        *,
+        refresh: float = 30.0,
+        min_refresh: float | None = None,
+        on_connect: Callable[[Connection], object] | None = None,
+        on_data: Callable[[bytes], object] | None = None,
+        on_reset: Callable[[], object] | None = None,
+        handler: object = None,
+        **options: Unpack[ConnectOptions],
+    ) -> Discovery:
+        """Keep one member per address that `host` resolves to, following the name as it changes.
+
+        Members are added when an address appears and disconnected when it disappears, but never
+        while that member is the only one up (it goes once another is up). The name is resolved again
+        every `refresh` seconds, and sooner (at most once per `min_refresh`) when a member is lost,
+        after a failed resolution, and while every member is down. A failed resolution keeps the
+        members as they are. Each member connects to its address with the callbacks and options
+        given; TLS checks certificates against `host`, not the address. `pick(key)` moves only the
+        keys of the members that came or went (rendezvous hashing on `address:port`).
+
+        Args:
+            port: The port of every member.
+            host: The name to follow; resolved with `resolver` if given (a list: every address),
+                else getaddrinfo.
+            refresh: Seconds between resolutions while some member is up (> 0; default 30).
+            min_refresh: The least seconds between two resolutions (> 0, at most `refresh`; None,
+                the default: 1 second, or `refresh` if shorter).
+
+        Returns:
+            A `Discovery` handle; `stop()` it to stop following the name (the members stay).
+            `disconnect()` and `close()` of the pool stop it too.
+
+        Raises:
+            TypeError, ValueError: A bad argument (`refresh` <= 0, say), as `connect()`.
+            PoolNotFound: The pool was closed.
+        """
+        self._check_open()
+        endpoint = check_endpoint(port, host)
+        _check_seconds("refresh", refresh, positive=True)
+        if min_refresh is None:
+            min_refresh = min(1.0, refresh)
+        _check_seconds("min_refresh", min_refresh, positive=True)
+        if min_refresh > refresh:
+            raise ValueError(f"min_refresh must be at most refresh ({refresh!r} s), not {min_refresh!r}")
+        if "alternates" in options:
+            raise ValueError("alternates has no meaning for discover(): its members are the name's addresses")
+        checked = check_options(options)
+        member_options: dict[str, Any] = {key: value for key, value in options.items() if key != "resolver"}
+        if member_options.get("ssl") and "server_hostname" not in member_options:
+            member_options["server_hostname"] = endpoint.host  # the certificate names the host
+        resolve_callbacks(on_connect, on_data, on_reset, handler, checked.on_error)  # refused here, not later
+
+        def add_member(address: str) -> Connection:
+            return self.add_connection(
+                endpoint.port,
+                address,
+                on_connect=on_connect,
+                on_data=on_data,
+                on_reset=on_reset,
+                handler=handler,
+                **member_options,
+            )
+
+        discovery = Discovery(
+            self,
+            endpoint,
+            checked,
+            member_options,
+            add_member,
+            refresh=float(refresh),
+            min_refresh=float(min_refresh),
+            home=home_for_caller(),
+        )
+        with self._lock:
+            self._discoveries.append(discovery)
+        return discovery
+
+    def stop_discovery(self) -> None:
+        """Stop every `discover()` of this pool (the members stay)."""
+        with self._lock:
+            discoveries, self._discoveries = self._discoveries, []
+        for discovery in discoveries:
+            discovery.stop()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolNotFound(f"pool {self._name!r} was closed; create a new one with create_pool()")
+
+    def _join(self, conn: Connection) -> Connection:
         with self._lock:
             # Members to one endpoint get distinct ids, so that rendezvous hashing tells them apart:
             # the lowest index that no current member to that endpoint holds. A member added after
@@ -207,11 +342,13 @@ class Pool:
             A `Wait`: True once every member's socket is closed; sync callers block until then.
         """
         check_timeout(timeout)
+        self.stop_discovery()  # or it would add members back
         return disconnect_many(list(self._members), timeout)
 
     def close(self, timeout: float | None = 10.0) -> Wait[bool]:
         """Disconnect every member and remove the pool from its manager (see `remove_pool()`)."""
         check_timeout(timeout)
+        self.stop_discovery()
         if not self._closed:
             self._closed = True
             if self._manager.pools.get(self._name) is self:
@@ -236,6 +373,7 @@ class Pool:
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
+        self._discoveries = []
         self._members.clear()
         self._ids.clear()
         self._signal = Signal()

@@ -39,7 +39,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from . import events
-from ._metrics import CONNECT_BUCKETS, PoolIndex, connections_by_state, outcome_of
+from ._metrics import CONNECT_BUCKETS, PoolIndex, connections_by_state, outcome_of, server_of
 from .manager import ConnectionManager
 
 __all__ = ["ManagerCollector", "MetricsServer", "register", "serve"]
@@ -80,8 +80,8 @@ class ManagerCollector(Collector):
         self._unsubscribe()
 
     def _where(self, event: events.Event) -> _Where:
-        endpoint = event.endpoint
-        return endpoint.host, str(endpoint.port), self._pools.pool_of(event.conn) or ""
+        address, port = server_of(event.endpoint)
+        return address, "" if port is None else str(port), self._pools.pool_of(event.conn) or ""
 
     def _on_event(self, event: events.Event) -> None:
         self._pools.update(event)
@@ -105,7 +105,7 @@ class ManagerCollector(Collector):
         """The metric families with their samples now."""
         connections, resets, attempts, latency = self._families()
         gauge = sorted(
-            ((host, str(port), pool or "", state.value), count)
+            ((host, "" if port is None else str(port), pool or "", state.value), count)
             for (host, port, pool, state), count in connections_by_state(self._manager).items()
         )
         for labels, count in gauge:

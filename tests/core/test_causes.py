@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from connman import Cause, ConnectTimeout, IdleTimeout
+from connman import Cause, ConnectTimeout, IdleTimeout, ProxyError
 from connman._causes import classify
 
 
@@ -29,6 +29,8 @@ def os_error(code: int) -> OSError:
         (os_error(errno.EHOSTUNREACH), Cause.UNREACHABLE, Cause.UNREACHABLE),
         (os_error(errno.EADDRNOTAVAIL), Cause.UNREACHABLE, Cause.UNREACHABLE),
         (os_error(errno.EACCES), Cause.ERROR, Cause.ERROR),
+        (os_error(errno.ENOENT), Cause.REFUSED, Cause.ERROR),  # no socket file at a Unix path
+        (ProxyError("proxy socks5://p:1080 could not be reached"), Cause.PROXY, Cause.PROXY),
         (socket.gaierror(socket.EAI_NONAME, "unknown"), Cause.DNS, Cause.DNS),
         (ssl.SSLCertVerificationError(1, "bad certificate"), Cause.TLS, Cause.TLS),
         (ssl.SSLError(1, "wrong version"), Cause.TLS, Cause.TLS),

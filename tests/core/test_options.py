@@ -14,7 +14,9 @@ from connman import Backoff
 from connman._callbacks import resolve_callbacks, resume_caller
 from connman._checks import (
     TLS,
+    AsyncFunction,
     Count,
+    EndpointList,
     Flag,
     Function,
     Instance,
@@ -179,7 +181,7 @@ def test_passthrough_options_reach_create_connection() -> None:
     ("options", "error", "message"),
     [
         ({"conect_timeout": 1}, TypeError, "unknown option 'conect_timeout'; did you mean 'connect_timeout'"),
-        ({"xyzzy": 1}, TypeError, "unknown option 'xyzzy'; accepted: backoff, "),
+        ({"xyzzy": 1}, TypeError, "unknown option 'xyzzy'; accepted: alternates, backoff, "),
         ({"sock": object()}, TypeError, "unknown option 'sock'"),
         ({"connect_timeout": 0}, ValueError, "connect_timeout must be a finite number > 0"),
         ({"connect_timeout": -1}, ValueError, "connect_timeout must be"),
@@ -275,6 +277,10 @@ def wrong_types(option: Option) -> list[object]:
             values += [1, "yes"]
         case Function():
             values += [3, "print"]
+        case AsyncFunction():
+            values += [3, "print", print, lambda host, port: None]
+        case EndpointList():
+            values += [3, "127.0.0.1:80", {11211: "a"}, [3], [(11211,)], [("127.0.0.1", 11211)]]
         case Instance():
             values += [object(), 1.0]
         case OneOf():
@@ -305,6 +311,8 @@ def bad_values(option: Option) -> list[object]:
             return [(0, 5, 3), (15, -1, 3), (15, 5, 0), (float("inf"), 5, 3)]
         case LocalAddress():
             return [("127.0.0.1", -1), ("127.0.0.1", 65536)]
+        case EndpointList():
+            return [[(0, "127.0.0.1")], [(80, "")], [(80, "a:80")]]
         case _:
             return []  # every value of the right type is accepted
 
@@ -338,6 +346,7 @@ def test_only_options_without_a_range_have_no_bad_values() -> None:
         "nodelay",
         "heartbeat",
         "resolver",
+        "dialer",
         "ssl",
         "server_hostname",
     }

@@ -73,7 +73,7 @@ async def test_a_sync_resolver_and_one_returning_garbage(
     bad = cm.connect(server.port, "anything", resolver=lambda host, port: 42, max_attempts=1)  # type: ignore[arg-type,return-value]
     await until_state(bad, State.FAILED)
     assert isinstance(bad.last_error, TypeError)
-    assert "resolver must return an address str, not 42" in str(bad.last_error)
+    assert "resolver must return an address str or a list of them, not 42" in str(bad.last_error)
 
 
 async def test_an_unresolvable_name_is_a_failed_attempt_not_a_value_error(

@@ -17,6 +17,8 @@ from ._status import endpoint
 
 __all__ = ["main"]
 
+_ENDPOINT_FORMS = "HOST:PORT, [IPv6]:PORT or unix:/path"
+
 EXAMPLES = {
     "demo": """examples:
   connman demo                   a 20 s run with faults, then a summary
@@ -25,11 +27,13 @@ EXAMPLES = {
   printf 'stats\\r\\nquit\\r\\n' | connman cat 127.0.0.1:11211
   tail -f app.log | connman cat -v --queue 10000000 logs.internal:5140
   connman cat --max-attempts 5 [::1]:6379 < commands.txt
+  printf 'PING\r\n' | connman cat unix:/run/redis/redis.sock
 
 exit status: 0 stdin sent, 2 bad arguments, 3 gave up with input unsent, 130 interrupted""",
     "watch": """examples:
   connman watch 127.0.0.1:11211 127.0.0.1:6379
   connman watch --once --timeout 2 db:5432 cache:11211 && echo all up
+  connman watch unix:/run/redis/redis.sock 127.0.0.1:11211
 
 exit status: (--once) 0 all up, 1 at least one down; 2 bad arguments, 130 interrupted""",
 }
@@ -157,7 +161,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES["cat"],
         formatter_class=formatter,
     )
-    cat.add_argument("endpoint", type=endpoint, metavar="HOST:PORT")
+    cat.add_argument(
+        "endpoint", type=endpoint, metavar="HOST:PORT", help="HOST:PORT, [IPv6]:PORT or unix:/path"
+    )
     cat.add_argument("-v", "--verbose", action="store_true", help="report the connection's status on stderr")
     cat.add_argument(
         "--queue",
@@ -187,7 +193,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES["watch"],
         formatter_class=formatter,
     )
-    watch.add_argument("endpoints", type=endpoint, nargs="+", metavar="HOST:PORT")
+    watch.add_argument(
+        "endpoints",
+        type=endpoint,
+        nargs="+",
+        metavar="HOST:PORT",
+        help="HOST:PORT, [IPv6]:PORT or unix:/path",
+    )
     watch.add_argument("--once", action="store_true", help="print one table and exit: 0 if all are up")
     watch.add_argument(
         "--timeout", type=_positive, default=2.0, help="with --once: how long to wait, s (%(default)s)"

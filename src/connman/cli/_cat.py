@@ -18,7 +18,10 @@ import sys
 import time
 
 import connman
+from connman._endpoints import UnixEndpoint
 from connman._options import Endpoint
+
+from ._status import connect_to
 
 __all__ = ["EXIT_GAVE_UP", "run"]
 
@@ -35,7 +38,7 @@ def _status(verbose: bool, message: str) -> None:
 
 
 def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
-    target: Endpoint = args.endpoint
+    target: Endpoint | UnixEndpoint = args.endpoint
     verbose: bool = args.verbose
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
@@ -57,9 +60,8 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
     def on_give_up(error: BaseException) -> None:
         _status(verbose, f"giving up: {error}")
 
-    conn = connman.connect(
-        target.port,
-        target.host,
+    conn = connect_to(
+        target,
         on_data=on_data,
         on_connect=on_connect,
         on_reset=on_reset,

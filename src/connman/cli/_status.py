@@ -7,16 +7,22 @@ import argparse
 import sys
 from collections import deque
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 import connman
+from connman._endpoints import UnixEndpoint, check_unix_path
 from connman._options import Endpoint, check_endpoint
 
-__all__ = ["LiveView", "endpoint", "format_error", "status_table"]
+__all__ = ["LiveView", "connect_to", "endpoint", "format_error", "status_table"]
 
 
-def endpoint(text: str) -> Endpoint:
-    """argparse type for `HOST:PORT` (`[::1]:PORT` for IPv6 addresses)."""
+def endpoint(text: str) -> Endpoint | UnixEndpoint:
+    """argparse type for `HOST:PORT` (`[::1]:PORT` for IPv6 addresses), or `unix:/path`."""
+    if text.startswith("unix:"):
+        try:
+            return check_unix_path(text.removeprefix("unix:"))
+        except (TypeError, ValueError) as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise argparse.ArgumentTypeError(
@@ -31,6 +37,13 @@ def endpoint(text: str) -> Endpoint:
         return check_endpoint(int(port), host)
     except (TypeError, ValueError) as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def connect_to(target: Endpoint | UnixEndpoint, **kwargs: Any) -> connman.Connection:
+    """A managed connection to `target`, TCP or Unix socket, with `connect()`'s keyword arguments."""
+    if isinstance(target, UnixEndpoint):
+        return connman.connect_unix(target.path, **kwargs)
+    return connman.connect(target.port, target.host, **kwargs)
 
 
 def format_error(conn: connman.Connection) -> str:

@@ -12,7 +12,7 @@ import time
 
 import connman
 
-from ._status import LiveView
+from ._status import LiveView, connect_to
 
 __all__ = ["run"]
 
@@ -32,9 +32,8 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
         def on_reset(name: str = name) -> None:
             view.event(f"{name}: connection lost")
 
-        conn = connman.connect(
-            target.port,
-            target.host,
+        conn = connect_to(
+            target,
             on_connect=None if args.once else on_connect,
             on_reset=None if args.once else on_reset,
             backoff=backoff,

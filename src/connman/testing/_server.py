@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl as _ssl
 import struct
@@ -67,6 +68,8 @@ class EchoServer:
         ssl: Serve TLS with this context (e.g. from the `trustme` package); None serves plain TCP.
         backlog: The listen backlog. Above it, Linux completes handshakes it then never hands to the
             server, so a client believes it is connected to nothing: keep it above your client count.
+        path: Listen on this Unix socket path instead of `host:port` (for `connman.connect_unix()`);
+            `stop()` removes the socket file, so that a client then finds no file (`Cause.REFUSED`).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class EchoServer:
         keep_data: bool = False,
         ssl: _ssl.SSLContext | None = None,
         backlog: int = 1024,
+        path: str | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES!r}, not {mode!r}")
@@ -87,6 +91,7 @@ class EchoServer:
         self.keep_data = keep_data
         self.ssl = ssl
         self.backlog = backlog
+        self.path = path
         self.data = bytearray()
         self.accepts = 0
         self.received = 0
@@ -107,6 +112,11 @@ class EchoServer:
     async def start(self) -> Self:
         """Listen (again, on the same port after the first start)."""
         if self._server is not None:
+            return self
+        if self.path is not None:
+            self._server = await asyncio.get_running_loop().create_unix_server(
+                lambda: _Peer(self), self.path, ssl=self.ssl, backlog=self.backlog
+            )
             return self
         self._server = await asyncio.get_running_loop().create_server(
             lambda: _Peer(self),
@@ -132,6 +142,11 @@ class EchoServer:
             await asyncio.wait(closing, timeout=5)
         if server is not None:
             await server.wait_closed()
+            if self.path is not None and not self.path.startswith("\0"):
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
 
     async def restart(self) -> None:
         """Stop, dropping every client, and listen again on the same port."""
@@ -184,7 +199,7 @@ async def stop_accepting(server: asyncio.Server) -> None:
 def reset_socket_of(transport: asyncio.Transport) -> None:
     """Make the next close of `transport` send RST instead of FIN, and close it now."""
     sock = transport.get_extra_info("socket")
-    if sock is not None:
+    if sock is not None and sock.family != socket.AF_UNIX:  # a Unix socket has no RST
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()
