@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Unpack
 
+from . import framing
 from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
@@ -38,6 +39,7 @@ from .errors import (
     PoolError,
     PoolExists,
     PoolNotFound,
+    ProtocolError,
     QueueFull,
 )
 from .manager import ConnectionManager, default_manager
@@ -63,6 +65,7 @@ __all__ = [
     "PoolError",
     "PoolExists",
     "PoolNotFound",
+    "ProtocolError",
     "QueueFull",
     "State",
     "Stats",
@@ -72,6 +75,7 @@ __all__ = [
     "create_pool",
     "default_manager",
     "disconnect_all",
+    "framing",
     "get_connection",
     "get_pool",
 ]

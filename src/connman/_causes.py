@@ -13,7 +13,7 @@ import errno
 import socket
 import ssl
 
-from .errors import ConnectTimeout, IdleTimeout
+from .errors import ConnectTimeout, IdleTimeout, ProtocolError
 
 __all__ = ["Cause", "classify"]
 
@@ -37,6 +37,8 @@ class Cause(enum.Enum):
     """The host name did not resolve."""
     TLS = "tls"
     """The TLS handshake or a TLS record failed (certificate, protocol)."""
+    PROTOCOL = "protocol"
+    """The peer broke the protocol: `on_data` raised `ProtocolError` (an oversized or malformed frame)."""
     RECONNECT = "reconnect"
     """The application called `reconnect()`."""
     ERROR = "error"
@@ -57,6 +59,8 @@ def classify(error: BaseException | None, *, connected: bool) -> Cause:
     connection (`connected` True). `None` on an established connection is a clean EOF."""
     if error is None:
         return Cause.EOF if connected else Cause.ERROR
+    if isinstance(error, ProtocolError):
+        return Cause.PROTOCOL
     if isinstance(error, IdleTimeout):
         return Cause.HALF_OPEN
     if isinstance(error, ConnectTimeout):

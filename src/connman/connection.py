@@ -47,7 +47,7 @@ from ._state import (
     State,
 )
 from ._stats import Stats
-from .errors import Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, QueueFull
+from .errors import Disconnected, GaveUp, IdleTimeout, LoopGone, NotConnected, ProtocolError, QueueFull
 
 __all__ = ["Connection", "Stats", "disconnect_many", "homes_of"]
 
@@ -130,7 +130,9 @@ class Connection:
         self._machine = ConnectionMachine(
             options.backoff, options.max_attempts, give_up_after=options.give_up_after
         )
-        self._dispatcher = Dispatcher(home.loop, callbacks.on_error, self._callbacks_busy)
+        self._dispatcher = Dispatcher(
+            home.loop, callbacks.on_error, self._callbacks_busy, self._protocol_error
+        )
         self._signal = Signal()
         self._changes = 0
         self._attempt: asyncio.Task[None] | None = None
@@ -674,6 +676,9 @@ class Connection:
         if protocol is not None:
             protocol.active = False
             self._bytes_in += protocol.received
+            reset_data = self._callbacks.reset_data
+            if protocol.received and reset_data is not None:  # in turn, after the bytes it delivered
+                self._dispatcher.call("on_data", reset_data)
         self._protocol = None
         self._transport = None
         with _BATCH_LOCK:
@@ -819,6 +824,15 @@ class Connection:
         transport.abort()
         timeout = watch.timeout
         self._lost(IdleTimeout(f"no data received for {timeout} s (idle_timeout): peer presumed dead"))
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        # on_data raised it: stop reading at once, and reconnect with the cause.
+        protocol, transport = self._protocol, self._transport
+        if protocol is None or transport is None:
+            return  # lost already (bytes of a connection gone, still in the callback queue)
+        protocol.active = False
+        transport.abort()
+        self._lost(error)
 
     # ---- callbacks -------------------------------------------------------------------------------
 

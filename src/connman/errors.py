@@ -11,6 +11,7 @@ The tree::
     ├── ConnectTimeout (also a builtin TimeoutError)     an attempt outlasted connect_timeout
     ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
     ├── LoopGone (also a builtin RuntimeError)          the connection's event loop has ended
+    ├── ProtocolError                                    the peer broke the protocol (on_data raised it)
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
         └── PoolNotFound                                 get_pool() with an unknown name
@@ -34,6 +35,7 @@ __all__ = [
     "PoolError",
     "PoolExists",
     "PoolNotFound",
+    "ProtocolError",
     "QueueFull",
 ]
 
@@ -93,6 +95,17 @@ class LoopGone(ConnmanError, RuntimeError):
     """Raised when a call needs the connection's event loop and that loop has ended (an
     `asyncio.run()` that returned with the connection open). `disconnect()` still works: it closes
     the socket by hand."""
+
+
+class ProtocolError(ConnmanError):
+    """The peer sent bytes that break the protocol: an oversized or malformed frame, an answer nobody
+    asked for.
+
+    Raise it from `on_data` (the `connman.framing` splitters and `Pipeline` do) to drop the
+    connection: reading stops at once, nothing more of that connection reaches `on_data`, and it is
+    re-established with `last_cause` `Cause.PROTOCOL` and this exception in `last_error`. It is logged
+    as a warning, not passed to `on_error` (the peer misbehaved, not the callback).
+    """
 
 
 class PoolError(ConnmanError):
