@@ -22,6 +22,7 @@ from ._backoff import Backoff
 from ._callbacks import Handler
 from ._causes import Cause
 from ._options import ConnectOptions, Endpoint, document_options
+from ._pipeline import Pipeline
 from ._portal import Wait
 from ._state import State
 from ._stats import Stats
@@ -61,6 +62,7 @@ __all__ = [
     "IdleTimeout",
     "LoopGone",
     "NotConnected",
+    "Pipeline",
     "Pool",
     "PoolError",
     "PoolExists",

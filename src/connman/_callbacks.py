@@ -10,8 +10,8 @@ connection never overlap, sync or async.
 An `on_data` that raises `ProtocolError` is different: the peer broke the protocol, not the callback.
 It is logged as a warning and handed to the connection (`on_protocol_error`), which drops the
 connection with `Cause.PROTOCOL`; `on_error` does not run. An `on_data` object with a `reset()` method
-(the `connman.framing` splitters) has it called, in turn, each time a connection that delivered bytes
-goes away, so that no frame spans two connections.
+(the `connman.framing` splitters) has it called, in turn, each time an attempt or a connection ends,
+so that no frame spans two connections.
 
 A callback that raises is logged on the `connman` logger at ERROR with its traceback, and `on_error`,
 if the application gave one, runs next, in turn like any callback; the connection carries on.
@@ -93,7 +93,7 @@ class Callbacks:
         self.on_data = on_data
         self.on_reset = on_reset
         self.on_error = on_error
-        #: `on_data.reset`, if `on_data` has one: called when a connection that delivered bytes is gone.
+        #: `on_data.reset`, if `on_data` has one: called when an attempt or a connection ends.
         reset = getattr(on_data, "reset", None)
         self.reset_data: Callable[[], object] | None = reset if callable(reset) else None
 

@@ -677,7 +677,7 @@ class Connection:
             protocol.active = False
             self._bytes_in += protocol.received
             reset_data = self._callbacks.reset_data
-            if protocol.received and reset_data is not None:  # in turn, after the bytes it delivered
+            if reset_data is not None:  # in turn, after the bytes it delivered
                 self._dispatcher.call("on_data", reset_data)
         self._protocol = None
         self._transport = None
