@@ -26,6 +26,7 @@ from ._pipeline import Pipeline
 from ._portal import Wait
 from ._state import State
 from ._stats import Stats
+from ._stream import Stream
 from ._version import __version__
 from .connection import Connection
 from .errors import (
@@ -71,6 +72,7 @@ __all__ = [
     "QueueFull",
     "State",
     "Stats",
+    "Stream",
     "Wait",
     "__version__",
     "connect",
