@@ -270,3 +270,17 @@ def test_bad_arguments_are_refused_at_the_call() -> None:
         pipeline.request(b"x\n")
     with pytest.raises(TypeError, match="its own callbacks"):
         pipeline.connect(1, "127.0.0.1", on_data=print)
+
+
+async def test_a_refused_write_fails_its_own_requests_only_and_the_order_holds(
+    server: EchoServer, cm: connman.ConnectionManager
+) -> None:
+    pipeline: Pipeline[bytes] = Pipeline(timeout=BOUND)
+    conn = pipeline.connect(server.port, "127.0.0.1", manager=cm, max_write_buffer=1024)
+    await conn.wait_connected(BOUND)
+    assert await pipeline.request(b"before\n") == b"before"
+    with pytest.raises(connman.BufferFull):
+        await pipeline.request(b"x" * 4096 + b"\n")  # more than max_write_buffer: never sent
+    assert pipeline.in_flight == 0
+    assert await pipeline.request(b"after\n") == b"after"  # not an answer meant for another
+    await pipeline.close()

@@ -15,13 +15,13 @@ is earlier than the last one queued gets a timer of its own.
 from __future__ import annotations
 
 import asyncio
-import threading
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, Final, Generic, TypeVar, cast
 
 from ._options import check_timeout
-from ._portal import Home, Signal, Wait, home_for_caller, running_loop, wait_until
+from ._portal import Home, Signal, Wait, home_for_caller, wait_until
 from ._state import State
 from .connection import Connection, disconnect_many
 from .errors import Disconnected, NotConnected, ProtocolError
@@ -43,6 +43,9 @@ DEFAULT_TIMEOUT: Final = 10.0
 DEFAULT_MAX_IN_FLIGHT: Final = 1000
 
 _UNSET: Final[Any] = object()
+
+#: Deadlines come from this clock, not the loop's (uvloop's is millisecond-grained).
+_now: Final = time.monotonic
 
 
 class _Request:
@@ -73,7 +76,7 @@ class _Request:
         self.done = False  # completed, failed, or given up by its caller
         self.answer: object = None
         self.error: BaseException | None = None
-        self.timer: asyncio.TimerHandle | None = None  # a deadline out of order (see _track_deadline)
+        self.timer: asyncio.TimerHandle | None = None  # a deadline out of order (see _own_timer)
 
     @property
     def given_up(self) -> bool:
@@ -104,15 +107,97 @@ class _Request:
         return True if self.done else None
 
 
+class _Answer(Wait[A]):
+    """The `Wait` of a request made on its connection's loop: awaiting it awaits the future itself,
+    with no coroutine in between (the data path of a pipeline runs this once per request)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[A]) -> None:  # no Wait.__init__: one call less
+        self._future = future
+
+    def __await__(self) -> Generator[Any, None, A]:
+        return self._future.__await__()
+
+    def done(self) -> bool:
+        return False  # to its caller: it must be awaited
+
+    def result(self) -> A:
+        raise RuntimeError("this wait runs in the event loop: use `await` on it")
+
+    def __repr__(self) -> str:
+        return "<Wait pending: await it>"
+
+
 class _Line:
-    """The requests in flight on one connection, and whether the pipeline may send on it."""
+    """The requests in flight on one connection, and whether the pipeline may send on it. Called
+    with each frame its framer delivers: the answer to the oldest request in flight."""
 
-    __slots__ = ("conn", "in_flight", "up")
+    __slots__ = ("batch", "conn", "in_flight", "loop", "outgoing", "pipeline", "up")
 
-    def __init__(self) -> None:
+    def __init__(self, pipeline: Pipeline[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.pipeline = pipeline
+        self.loop = loop
         self.conn: Connection | None = None
         self.in_flight: deque[_Request] = deque()
         self.up = False  # between on_connect and the reset of the framer that serves it
+        # Requests of this turn of the loop, written together at its end: one system call for many.
+        self.outgoing: list[bytes] = []
+        self.batch: list[_Request] = []
+
+    def send(self, request: _Request) -> None:
+        """Count `request` in flight now and write it at the end of this turn of the loop, with
+        every other request of the turn (the answers to the previous batch woke their callers one by
+        one; their next requests go out in one `write()`)."""
+        outgoing = self.outgoing
+        if not outgoing:
+            self.loop.call_soon(self.flush)
+        outgoing.append(request.data)
+        self.batch.append(request)
+        request.sent = True
+        self.in_flight.append(request)
+
+    def flush(self) -> None:
+        outgoing, batch = self.outgoing, self.batch
+        self.outgoing, self.batch = [], []
+        conn = self.conn
+        assert conn is not None
+        try:
+            if not self.up:  # lost since (its requests failed): not for the next connection
+                raise NotConnected(f"connection to {conn.endpoint} was lost")
+            conn.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+        except Exception as exc:  # BufferFull, or down since: these requests were not sent
+            in_flight = self.in_flight
+            unsent = set(map(id, batch))
+            while in_flight and id(in_flight[-1]) in unsent:  # the batch is the tail, unless failed already
+                in_flight.pop()
+            for request in batch:
+                request.sent = False
+                request.finish(None, exc)
+
+    def __call__(self, frame: object) -> None:
+        in_flight = self.in_flight
+        if not in_flight:
+            raise ProtocolError(f"an answer nobody asked for: {frame!r:.80}")
+        request = in_flight.popleft()
+        future = request.future
+        if future is not None and request.timer is None and not isinstance(frame, BaseException):
+            request.done = True  # the common case, inline: a caller on the loop, in order
+            if not future.done():
+                future.set_result(frame)
+        elif isinstance(frame, BaseException):
+            request.finish(None, frame)
+        else:
+            request.finish(frame, None)
+        pipeline = self.pipeline
+        deadlines = pipeline._deadlines
+        while deadlines and ((first := deadlines[0]).done or first.future.done()):  # type: ignore[union-attr]
+            deadlines.popleft()  # (only requests made on the loop have deadlines here: each has a future)
+        if not deadlines and pipeline._timer is not None:
+            pipeline._timer.cancel()  # nothing left to time: no timer outlives the traffic
+            pipeline._timer = None
+        if pipeline._unsent:
+            pipeline._pump()
 
 
 class _OnData:
@@ -191,6 +276,7 @@ class Pipeline(Generic[A]):
         """Requests in flight per connection at most."""
         self._home: Home | None = None
         self._lines: dict[Connection, _Line] = {}
+        self._single: _Line | None = None  # the line of a pipeline without a pool
         self._unsent: deque[_Request] = deque()
         self._deadlines: deque[_Request] = deque()  # requests made on the loop, deadlines in order
         self._timer: asyncio.TimerHandle | None = None
@@ -233,8 +319,8 @@ class Pipeline(Generic[A]):
         home = home_for_caller()
         if self._home is not None and (home.loop is not self._home.loop):
             raise ValueError("every connection of a Pipeline must live on the same event loop")
-        line = _Line()
-        on_data = _OnData(self, line, self._framing(lambda frame: self._answered(line, frame)))
+        line = _Line(self, home.loop)
+        on_data = _OnData(self, line, self._framing(line))
 
         def on_connect(conn: Connection) -> None:
             line.up = True
@@ -249,6 +335,8 @@ class Pipeline(Generic[A]):
         line.conn = conn
         self._home = home
         self._lines[conn] = line
+        if self._pool is None:
+            self._single = line
         return conn
 
     # ---- requests --------------------------------------------------------------------------------
@@ -300,12 +388,27 @@ class Pipeline(Generic[A]):
             raise NotConnected("this pipeline has no connection yet: call pipeline.connect(port, host) first")
         request = _Request(data, key, timeout)
         loop = home.loop
-        if threading.get_ident() == home.thread_id and running_loop() is loop:
+        try:
+            here = asyncio.get_running_loop() is loop  # on the connections' loop (it runs in one thread)
+        except RuntimeError:
+            here = False
+        if here:
             future = request.future = loop.create_future()
             if timeout is not None:
-                self._track_deadline(request, loop.time() + timeout)
-            self._submit(request)
-            return Wait(factory=lambda: cast(Any, future))
+                request.deadline = deadline = _now() + timeout
+                deadlines = self._deadlines
+                if deadlines and deadline < deadlines[-1].deadline:  # type: ignore[operator]
+                    self._own_timer(request)
+                else:
+                    deadlines.append(request)
+                    if self._timer is None:
+                        self._timer = loop.call_later(timeout, self._expire)
+            line = self._single
+            if line is not None and line.up and not self._unsent and len(line.in_flight) < self.max_in_flight:
+                line.send(request)  # the common case: up, a free slot, nobody waiting before it
+            else:
+                self._submit(request)
+            return _Answer(future)
         request.signal = Signal()
         home.submit(self._submit, request)
         waited = wait_until((request.signal,), request.outcome, timeout, False, (home,))
@@ -360,15 +463,7 @@ class Pipeline(Generic[A]):
             if line is None or len(line.in_flight) >= limit:
                 return
             unsent.popleft()
-            conn = line.conn
-            assert conn is not None
-            try:
-                conn.write(request.data)
-            except Exception as exc:  # BufferFull, or down in between: this request only
-                request.finish(None, exc)
-                continue
-            request.sent = True
-            line.in_flight.append(request)
+            line.send(request)
 
     def _line_for(self, request: _Request) -> _Line | None:
         pool = self._pool
@@ -387,24 +482,6 @@ class Pipeline(Generic[A]):
             )
             return None
         return line if line.up else None
-
-    def _answered(self, line: _Line, frame: object) -> None:
-        in_flight = line.in_flight
-        if not in_flight:
-            raise ProtocolError(f"an answer nobody asked for: {frame!r:.80}")
-        request = in_flight.popleft()
-        if isinstance(frame, BaseException):
-            request.finish(None, frame)
-        else:
-            request.finish(frame, None)
-        deadlines = self._deadlines
-        while deadlines and deadlines[0].given_up:
-            deadlines.popleft()
-        if not deadlines and self._timer is not None:
-            self._timer.cancel()  # nothing left to time: no timer outlives the traffic
-            self._timer = None
-        if self._unsent:
-            self._pump()
 
     def _line_down(self, line: _Line) -> None:
         # The connection that `line` served is gone (its framer was reset): its answers can never come.
@@ -428,17 +505,12 @@ class Pipeline(Generic[A]):
 
     # ---- deadlines of requests made on the loop --------------------------------------------------
 
-    def _track_deadline(self, request: _Request, deadline: float) -> None:
-        request.deadline = deadline
+    def _own_timer(self, request: _Request) -> None:
+        # A deadline earlier than the last one queued: the shared timer would see it late.
         home = self._home
         assert home is not None
-        deadlines = self._deadlines
-        if deadlines and deadlines[-1].deadline is not None and deadline < deadlines[-1].deadline:
-            request.timer = home.loop.call_at(deadline, self._expire_one, request)  # out of order: its own
-            return
-        deadlines.append(request)
-        if self._timer is None:
-            self._timer = home.loop.call_at(deadline, self._expire)
+        assert request.deadline is not None
+        request.timer = home.loop.call_later(request.deadline - _now(), self._expire_one, request)
 
     def _expire_one(self, request: _Request) -> None:
         request.timer = None
@@ -449,14 +521,14 @@ class Pipeline(Generic[A]):
         self._timer = None
         home = self._home
         assert home is not None
-        now = home.loop.time()
+        now = _now()
         deadlines = self._deadlines
         while deadlines:
             request = deadlines[0]
             if not request.given_up:
                 assert request.deadline is not None
                 if request.deadline > now:
-                    self._timer = home.loop.call_at(request.deadline, self._expire)
+                    self._timer = home.loop.call_later(request.deadline - now, self._expire)
                     return
                 request.finish(None, self._late(request))
             deadlines.popleft()
