@@ -262,7 +262,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a reduced run that checks the suite works")
     parser.add_argument("--runs", type=int, default=None, help="runs per peer (default 5, quick 1)")
     parser.add_argument("--plots", type=Path, default=None, help="write the W5/W6 SVG plots here")
-    parser.add_argument("--only", default="w1,w2,w3,w4,w5,w6,w7", help="comma-separated workloads")
+    parser.add_argument("--only", default="w1,w2,w3,w4,w5,w6,w7,w9", help="comma-separated workloads")
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 5)
     only = set(args.only.split(","))
@@ -305,6 +305,12 @@ def main() -> None:
                 svg_plots(recovered, args.plots)
         if "w7" in only:
             results["w7"] = sync_writes(ports, max(runs, 1 if args.quick else 3), args.quick)
+        if "w9" in only and shutil.which("redis-server"):  # bench/w9_pipeline.py: Pipeline vs raw vs redis-py
+            import w9_pipeline
+
+            ops = 5_000 if args.quick else 100_000
+            results["w9"] = w9_pipeline.w9(runs, ops)
+            w9_pipeline.print_table(results["w9"], runs, ops)  # type: ignore[arg-type]
     finally:
         server.kill()
         server.wait()

@@ -6,6 +6,8 @@
 
 Each line you type goes to everyone else as "alice: text". Stop the server and start it again: the
 clients reconnect by themselves, and lines typed meanwhile are queued and sent when it is back.
+`connman.framing.lines()` hands over whole lines; a line cut by a lost connection is dropped, not
+glued to the next one.
 """
 
 from __future__ import annotations
@@ -25,12 +27,16 @@ def chat(host: str, port: int, nick: str) -> None:
     def on_reset() -> None:
         print("* connection lost, reconnecting (what you type is queued)", file=sys.stderr, flush=True)
 
-    def on_data(data: bytes) -> None:
-        sys.stdout.write(data.decode(errors="replace"))
-        sys.stdout.flush()
+    def on_line(line: bytes) -> None:  # whole lines only: never half of one, never two glued together
+        print(line.decode(errors="replace"), flush=True)
 
     conn = connman.connect(
-        port, host, on_connect=on_connect, on_data=on_data, on_reset=on_reset, queue_while_down=64 * 1024
+        port,
+        host,
+        on_connect=on_connect,
+        on_data=connman.framing.lines(on_line, max_length=4096),
+        on_reset=on_reset,
+        queue_while_down=64 * 1024,
     )
     try:
         for line in sys.stdin:  # each write() hops to connman's loop thread; no locking needed here

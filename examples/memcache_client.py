@@ -4,69 +4,49 @@ Run it against a memcached on 127.0.0.1 (default port 11211):
 
     python examples/memcache_client.py [PORT]
 
-It stores and reads back a few keys, then prints what it got.
+It stores and reads back a few keys, then prints what it got. All that is memcached here is the
+splitter (`parse_answer`) and the commands; `connman.Pipeline` matches answers to callers, and fails
+the requests in flight when the connection drops.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable
-
-from pipeline import Pipeline
+from typing import Any
 
 import connman
+from connman import ProtocolError, framing
 
-Answer = bytes | None | bool
+Answer = bytes | None
 
 
 class MemcacheError(Exception):
     """memcached answered ERROR, CLIENT_ERROR or SERVER_ERROR."""
 
 
-def _line(buffer: bytearray) -> bytes | None:
-    end = buffer.find(b"\r\n")
-    return None if end < 0 else bytes(buffer[:end])
-
-
-def _status(buffer: bytearray) -> tuple[bytes | MemcacheError, int] | None:
-    line = _line(buffer)
-    if line is None:
+def parse_answer(buffer: bytes, start: int) -> tuple[Answer | MemcacheError, int] | None:
+    """One answer from `buffer[start:]`: `VALUE key flags size\\r\\n<data>\\r\\nEND\\r\\n` (a hit),
+    `END\\r\\n` (a miss), a status line (`STORED`, `DELETED`, ...) or an error line."""
+    end = buffer.find(b"\r\n", start)
+    if end < 0:
         return None
-    if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-        return MemcacheError(line.decode(errors="replace")), len(line) + 2
-    return line, len(line) + 2
-
-
-def parse_get(buffer: bytearray) -> tuple[Answer | MemcacheError, int] | None:
-    """`VALUE key flags size\\r\\n<data>\\r\\nEND\\r\\n`, or `END\\r\\n` for a miss."""
-    parsed = _status(buffer)
-    if parsed is None:
-        return None
-    line, used = parsed
-    if isinstance(line, MemcacheError):
-        return line, used
+    line, after = buffer[start:end], end + 2
+    if line.startswith(b"VALUE "):
+        fields = line.split()
+        if len(fields) < 4 or not fields[3].isdigit():
+            raise ProtocolError(f"malformed VALUE line {line!r}")
+        size = int(fields[3])
+        if len(buffer) < after + size + len(b"\r\nEND\r\n"):
+            return None
+        if buffer[after + size : after + size + 7] != b"\r\nEND\r\n":
+            raise ProtocolError("a value not followed by END (only single-key gets are sent)")
+        return buffer[after : after + size], after + size + 7
     if line == b"END":
-        return None, used
-    size = int(line.split()[3])
-    end = used + size + 2 + len(b"END\r\n")
-    if len(buffer) < end:
-        return None
-    return bytes(buffer[used : used + size]), end
-
-
-def _word_is(expected: bytes) -> Callable[[bytearray], tuple[Answer | MemcacheError, int] | None]:
-    def parse(buffer: bytearray) -> tuple[Answer | MemcacheError, int] | None:
-        parsed = _status(buffer)
-        if parsed is None or isinstance(parsed[0], MemcacheError):
-            return parsed
-        return parsed[0] == expected, parsed[1]
-
-    return parse
-
-
-parse_stored = _word_is(b"STORED")
-parse_deleted = _word_is(b"DELETED")
+        return None, after
+    if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
+        return MemcacheError(line.decode(errors="replace")), after
+    return line, after
 
 
 class Memcache:
@@ -75,21 +55,22 @@ class Memcache:
     `timeout`, and never hangs."""
 
     def __init__(
-        self, port: int = 11211, host: str = "127.0.0.1", *, timeout: float = 2.0, **options: object
+        self, port: int = 11211, host: str = "127.0.0.1", *, timeout: float = 2.0, **options: Any
     ) -> None:
-        self.pipeline: Pipeline[Answer] = Pipeline(port, host, timeout=timeout, **options)
+        self.pipeline: connman.Pipeline[Answer] = connman.Pipeline(
+            lambda on_frame: framing.split_by(on_frame, parse_answer), timeout=timeout
+        )
+        self.conn = self.pipeline.connect(port, host, **options)
 
     async def get(self, key: str) -> bytes | None:
-        answer = await self.pipeline.request(b"get %s\r\n" % key.encode(), parse_get)
-        assert answer is None or isinstance(answer, bytes)
-        return answer
+        return await self.pipeline.request(b"get %s\r\n" % key.encode())
 
     async def set(self, key: str, value: bytes, expire: int = 0) -> bool:
         command = b"set %s 0 %d %d\r\n%s\r\n" % (key.encode(), expire, len(value), value)
-        return bool(await self.pipeline.request(command, parse_stored))
+        return await self.pipeline.request(command) == b"STORED"
 
     async def delete(self, key: str) -> bool:
-        return bool(await self.pipeline.request(b"delete %s\r\n" % key.encode(), parse_deleted))
+        return await self.pipeline.request(b"delete %s\r\n" % key.encode()) == b"DELETED"
 
     async def close(self) -> None:
         await self.pipeline.close()

@@ -3,16 +3,19 @@
 Run it against a redis-server on 127.0.0.1 (default port 6379):
 
     python examples/redis_client.py [PORT]
+
+All that is Redis here is the reply parser and the command encoder; `connman.Pipeline` pipelines the
+requests and matches each reply to its caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
-
-from pipeline import Pipeline
+from typing import Any
 
 import connman
+from connman import ProtocolError, framing
 
 Reply = bytes | int | None | list["Reply"]
 
@@ -21,12 +24,12 @@ class RedisError(Exception):
     """Redis answered with an error reply (`-ERR ...`)."""
 
 
-def parse_reply(buffer: bytearray, start: int = 0) -> tuple[Reply | RedisError, int] | None:
+def parse_reply(buffer: bytes, start: int) -> tuple[Reply | RedisError, int] | None:
     """One RESP2 reply from `buffer[start:]`: (reply, end offset), or None if incomplete."""
     end = buffer.find(b"\r\n", start)
     if end < 0:
         return None
-    kind, line, after = buffer[start : start + 1], bytes(buffer[start + 1 : end]), end + 2
+    kind, line, after = buffer[start : start + 1], buffer[start + 1 : end], end + 2
     if kind == b"+":
         return line, after
     if kind == b"-":
@@ -39,7 +42,7 @@ def parse_reply(buffer: bytearray, start: int = 0) -> tuple[Reply | RedisError, 
             return None, after
         if len(buffer) < after + size + 2:
             return None
-        return bytes(buffer[after : after + size]), after + size + 2
+        return buffer[after : after + size], after + size + 2
     if kind == b"*":
         items: list[Reply] = []
         error: RedisError | None = None
@@ -53,7 +56,7 @@ def parse_reply(buffer: bytearray, start: int = 0) -> tuple[Reply | RedisError, 
             else:
                 items.append(item)
         return (error, after) if error is not None else (items, after)
-    raise RedisError(f"unexpected reply type {kind!r}")
+    raise ProtocolError(f"unexpected RESP reply type {kind!r}")
 
 
 def encode(*args: bytes | str | int) -> bytes:
@@ -68,12 +71,16 @@ class Redis:
     """`await r.execute("SET", "k", "v")`, plus `ping()`, `set()`, `get()`, over one managed connection."""
 
     def __init__(
-        self, port: int = 6379, host: str = "127.0.0.1", *, timeout: float = 2.0, **options: object
+        self, port: int = 6379, host: str = "127.0.0.1", *, timeout: float = 2.0, **options: Any
     ) -> None:
-        self.pipeline: Pipeline[Reply] = Pipeline(port, host, timeout=timeout, **options)
+        self.pipeline: connman.Pipeline[Reply] = connman.Pipeline(
+            lambda on_frame: framing.split_by(on_frame, parse_reply, max_length=16 * 1024 * 1024),
+            timeout=timeout,
+        )
+        self.conn = self.pipeline.connect(port, host, **options)
 
     async def execute(self, *args: bytes | str | int) -> Reply:
-        return await self.pipeline.request(encode(*args), parse_reply)
+        return await self.pipeline.request(encode(*args))
 
     async def ping(self) -> bool:
         return await self.execute("PING") == b"PONG"

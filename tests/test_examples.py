@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,19 @@ def test_pool_pick_moves_only_the_keys_of_the_server_that_went_down() -> None:
     assert "->server1" not in lines[1]
     assert lines[2].endswith("all of them server1's: True")
     assert lines[3] == "server1 back: same routing as before: True"
+
+
+def test_pipeline_threads_each_get_their_own_answer_across_a_server_restart() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "pipeline.py")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    found = re.fullmatch(r"answered: (\d+), failed with NotConnected: (\d+), of 1000", lines[0])
+    assert found is not None, lines
+    answered, failed = int(found[1]), int(found[2])
+    assert answered + failed == 1000 and answered >= 900  # the restart costs a few, never a hang
+    assert lines[1] == "reconnected: True"
 
 
 def start(*args: str) -> subprocess.Popen[str]:

@@ -7,11 +7,12 @@ import inspect
 import connman
 import connman.errors
 import connman.events
+import connman.framing
 import connman.testing
 
 
 def test_all_names_exist_and_are_documented() -> None:
-    for module in (connman, connman.errors, connman.events, connman.testing):
+    for module in (connman, connman.errors, connman.events, connman.framing, connman.testing):
         for name in module.__all__:
             obj = getattr(module, name)
             assert not name.startswith("_") or name == "__version__"

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from typing import Unpack
 
-from . import dialers
+from . import dialers, framing
 from . import events as events  # the public module of event types (connman.events)
 from ._backoff import Backoff
 from ._callbacks import Handler
@@ -27,9 +27,11 @@ from ._discovery import Discovery
 from ._endpoints import UnixEndpoint
 from ._heartbeat import Heartbeat
 from ._options import ConnectOptions, Dialer, Endpoint, document_options
+from ._pipeline import Pipeline
 from ._portal import Wait
 from ._state import State
 from ._stats import Stats
+from ._stream import Stream
 from ._version import __version__
 from .connection import Connection
 from .errors import (
@@ -45,6 +47,7 @@ from .errors import (
     PoolError,
     PoolExists,
     PoolNotFound,
+    ProtocolError,
     ProxyError,
     QueueFull,
 )
@@ -71,14 +74,17 @@ __all__ = [
     "IdleTimeout",
     "LoopGone",
     "NotConnected",
+    "Pipeline",
     "Pool",
     "PoolError",
     "PoolExists",
     "PoolNotFound",
+    "ProtocolError",
     "ProxyError",
     "QueueFull",
     "State",
     "Stats",
+    "Stream",
     "UnixEndpoint",
     "Wait",
     "__version__",
@@ -88,6 +94,7 @@ __all__ = [
     "default_manager",
     "dialers",
     "disconnect_all",
+    "framing",
     "get_connection",
     "get_pool",
 ]

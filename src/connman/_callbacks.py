@@ -7,6 +7,12 @@ is paused: an async `on_data` gets backpressure for free. A callback asked for w
 (`conn.reconnect()` inside `on_data` asks for `on_reset`) waits in the same queue: callbacks of one
 connection never overlap, sync or async.
 
+An `on_data` that raises `ProtocolError` is different: the peer broke the protocol, not the callback.
+It is logged as a warning and handed to the connection (`on_protocol_error`), which drops the
+connection with `Cause.PROTOCOL`; `on_error` does not run. An `on_data` object with a `reset()` method
+(the `connman.framing` splitters) has it called, in turn, each time an attempt or a connection ends,
+so that no frame spans two connections.
+
 A callback that raises is logged on the `connman` logger at ERROR with its traceback, and `on_error`,
 if the application gave one, runs next, in turn like any callback; the connection carries on.
 Exceptions never disappear. That includes `SystemExit` and `KeyboardInterrupt`: raised on the event
@@ -26,6 +32,8 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeAlias
+
+from .errors import ProtocolError
 
 __all__ = ["Callbacks", "Dispatcher", "Handler", "resolve_callbacks", "resume_caller"]
 
@@ -77,7 +85,7 @@ def _ignore(*args: object) -> None:
 class Callbacks:
     """The three hooks of one connection, plus the error hook, resolved once."""
 
-    __slots__ = ("on_connect", "on_data", "on_error", "on_reset")
+    __slots__ = ("on_connect", "on_data", "on_error", "on_reset", "reset_data")
 
     def __init__(
         self,
@@ -90,6 +98,9 @@ class Callbacks:
         self.on_data = on_data
         self.on_reset = on_reset
         self.on_error = on_error
+        #: `on_data.reset`, if `on_data` has one: called when an attempt or a connection ends.
+        reset = getattr(on_data, "reset", None)
+        self.reset_data: Callable[[], object] | None = reset if callable(reset) else None
 
 
 def resolve_callbacks(
@@ -186,17 +197,19 @@ class Dispatcher:
     even when one asks for another (`conn.reconnect()` inside `on_data` asks for `on_reset`).
     """
 
-    __slots__ = ("_loop", "_on_busy", "_on_error", "_queue", "_running", "_task")
+    __slots__ = ("_loop", "_on_busy", "_on_error", "_on_protocol_error", "_queue", "_running", "_task")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         on_error: Callable[[BaseException], object] | None,
         on_busy: Callable[[bool], None],
+        on_protocol_error: Callable[[ProtocolError], None] | None = None,
     ) -> None:
         self._loop = loop
         self._on_error = on_error
         self._on_busy = on_busy
+        self._on_protocol_error = on_protocol_error
         # Made on first use: most connections never queue a callback, and an empty deque is 600 bytes.
         self._queue: deque[_Call] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -310,6 +323,10 @@ class Dispatcher:
             queue.append(call)
 
     def _failed(self, name: str, exc: BaseException) -> None:
+        if name == "on_data" and isinstance(exc, ProtocolError) and self._on_protocol_error is not None:
+            logger.warning("the peer broke the protocol: %s; dropping the connection", exc)
+            self._on_protocol_error(exc)
+            return
         _log_failure(name, exc)
         on_error = self._on_error
         if on_error is not None and name != ON_ERROR:  # on_error's own failure is only logged

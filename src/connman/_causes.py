@@ -13,7 +13,7 @@ import errno
 import socket
 import ssl
 
-from .errors import ConnectTimeout, HeartbeatTimeout, IdleTimeout, ProxyError
+from .errors import ConnectTimeout, HeartbeatTimeout, IdleTimeout, ProtocolError, ProxyError
 
 __all__ = ["Cause", "classify"]
 
@@ -40,6 +40,8 @@ class Cause(enum.Enum):
     """The TLS handshake or a TLS record failed (certificate, protocol)."""
     PROXY = "proxy"
     """The proxy (`connman.dialers`) could not be reached or refused the tunnel; see `last_error`."""
+    PROTOCOL = "protocol"
+    """The peer broke the protocol: `on_data` raised `ProtocolError` (an oversized or malformed frame)."""
     RECONNECT = "reconnect"
     """The application called `reconnect()`."""
     ERROR = "error"
@@ -60,6 +62,8 @@ def classify(error: BaseException | None, *, connected: bool) -> Cause:
     connection (`connected` True). `None` on an established connection is a clean EOF."""
     if error is None:
         return Cause.EOF if connected else Cause.ERROR
+    if isinstance(error, ProtocolError):
+        return Cause.PROTOCOL
     if isinstance(error, (IdleTimeout, HeartbeatTimeout)):
         return Cause.HALF_OPEN
     if isinstance(error, ProxyError):

@@ -60,6 +60,7 @@ from .errors import (
     IdleTimeout,
     LoopGone,
     NotConnected,
+    ProtocolError,
     QueueFull,
 )
 
@@ -150,7 +151,9 @@ class Connection:
         self._machine = ConnectionMachine(
             options.backoff, options.max_attempts, give_up_after=options.give_up_after
         )
-        self._dispatcher = Dispatcher(home.loop, callbacks.on_error, self._callbacks_busy)
+        self._dispatcher = Dispatcher(
+            home.loop, callbacks.on_error, self._callbacks_busy, self._protocol_error
+        )
         self._signal = Signal()
         self._changes = 0
         self._attempt: asyncio.Task[None] | None = None
@@ -749,6 +752,9 @@ class Connection:
         if protocol is not None:
             protocol.active = False
             self._bytes_in += protocol.received
+            reset_data = self._callbacks.reset_data
+            if reset_data is not None:  # in turn, after the bytes it delivered
+                self._dispatcher.call("on_data", reset_data)
         self._protocol = None
         self._transport = None
         with _BATCH_LOCK:
@@ -963,6 +969,15 @@ class Connection:
                 logger.debug("! heartbeat to %s not written: %s", self._endpoint, exc)
         else:
             self._dispatcher.call("heartbeat send", send, (self,))
+
+    def _protocol_error(self, error: ProtocolError) -> None:
+        # on_data raised it: stop reading at once, and reconnect with the cause.
+        protocol, transport = self._protocol, self._transport
+        if protocol is None or transport is None:
+            return  # lost already (bytes of a connection gone, still in the callback queue)
+        protocol.active = False
+        transport.abort()
+        self._lost(error)
 
     # ---- callbacks -------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ The tree::
     ├── IdleTimeout (also a builtin TimeoutError)        nothing arrived for idle_timeout seconds
     ├── HeartbeatTimeout (also a builtin TimeoutError)   a heartbeat ping got no reply in time
     ├── LoopGone (also a builtin RuntimeError)          the connection's event loop has ended
+    ├── ProtocolError                                    the peer broke the protocol (on_data raised it)
     ├── ProxyError (also a builtin ConnectionError)      a proxy (connman.dialers) failed or refused
     └── PoolError
         ├── PoolExists                                   create_pool() with a name in use
@@ -37,6 +38,7 @@ __all__ = [
     "PoolError",
     "PoolExists",
     "PoolNotFound",
+    "ProtocolError",
     "ProxyError",
     "QueueFull",
 ]
@@ -110,6 +112,17 @@ class LoopGone(ConnmanError, RuntimeError):
 class ProxyError(ConnmanError, ConnectionError):
     """A proxy of `connman.dialers` could not be reached, or refused the tunnel (seen in `last_error`,
     as `Cause.PROXY`); the message names the proxy and its reply."""
+
+
+class ProtocolError(ConnmanError):
+    """The peer sent bytes that break the protocol: an oversized or malformed frame, an answer nobody
+    asked for.
+
+    Raise it from `on_data` (the `connman.framing` splitters and `Pipeline` do) to drop the
+    connection: reading stops at once, nothing more of that connection reaches `on_data`, and it is
+    re-established with `last_cause` `Cause.PROTOCOL` and this exception in `last_error`. It is logged
+    as a warning, not passed to `on_error` (the peer misbehaved, not the callback).
+    """
 
 
 class PoolError(ConnmanError):

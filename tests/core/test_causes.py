@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from connman import Cause, ConnectTimeout, IdleTimeout, ProxyError
+from connman import Cause, ConnectTimeout, IdleTimeout, ProtocolError, ProxyError
 from connman._causes import classify
 
 
@@ -36,6 +36,7 @@ def os_error(code: int) -> OSError:
         (ssl.SSLError(1, "wrong version"), Cause.TLS, Cause.TLS),
         (ConnectTimeout("connect_timeout"), Cause.TIMEOUT, Cause.TIMEOUT),
         (IdleTimeout("idle_timeout"), Cause.HALF_OPEN, Cause.HALF_OPEN),
+        (ProtocolError("oversized frame"), Cause.PROTOCOL, Cause.PROTOCOL),
         (TimeoutError(), Cause.TIMEOUT, Cause.TIMEOUT),
         (RuntimeError("other"), Cause.ERROR, Cause.ERROR),
     ],
