@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 import connman
@@ -102,19 +100,6 @@ async def test_a_resolver_list_is_tried_in_order_within_one_attempt(
         assert "resolver returned no address (an empty list)" in str(empty.last_error)
     finally:
         await listening.stop()
-
-
-async def test_every_address_of_a_name_within_one_attempt(cm: connman.ConnectionManager) -> None:
-    addresses = {info[4][0] for info in socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)}
-    if len(addresses) < 2:
-        pytest.skip(f"localhost resolves to {sorted(addresses)} only here")
-    # Listen on the address getaddrinfo gives last: the others refuse, within the same attempt.
-    last = str(socket.getaddrinfo("localhost", 1, type=socket.SOCK_STREAM)[-1][4][0])
-    async with EchoServer(last) as listening:
-        conn = cm.connect(listening.port, "localhost")
-        assert await conn.wait_connected(BOUND)
-        assert conn.stats.failed_attempts == 0
-        assert conn.peername[0] == last
 
 
 @pytest.mark.parametrize(
