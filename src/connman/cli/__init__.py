@@ -34,6 +34,7 @@ exit status: 0 stdin sent, 2 bad arguments, 3 gave up with input unsent, 130 int
   connman watch 127.0.0.1:11211 127.0.0.1:6379
   connman watch --once --timeout 2 db:5432 cache:11211 && echo all up
   connman watch unix:/run/redis/redis.sock 127.0.0.1:11211
+  connman watch --metrics-port 9464 db:5432 cache:11211   Prometheus metrics too
 
 exit status: (--once) 0 all up, 1 at least one down; 2 bad arguments, 130 interrupted""",
 }
@@ -67,6 +68,12 @@ def _non_negative(text: str) -> float:
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, not {text!r}")
     return value
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0: any free one), not {text!r}")
+    return int(text)
 
 
 def _count(text: str) -> int:
@@ -206,6 +213,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     watch.add_argument(
         "--interval", type=_positive, default=0.5, help="seconds between updates (%(default)s)"
+    )
+    watch.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="also serve Prometheus metrics at http://ADDR:PORT/metrics (needs connman[prometheus];"
+        " 0 picks a free port; the URL goes to stderr)",
+    )
+    watch.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="the address --metrics-port listens on (%(default)s; 0.0.0.0 for every interface)",
     )
     _add_retry_options(watch)
     return parser
