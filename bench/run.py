@@ -170,7 +170,7 @@ def stream_benchmarks(port_of: dict[str, int], runs: int, quick: bool, peers: li
 def cell(samples: list[tuple[float, float]], digits: int) -> str:
     values = [value for value, _ in samples]
     cpu = statistics.median(c for _, c in samples)
-    return f"{spread(values, digits)} · {cpu:,.1f} µs"
+    return f"{spread(values, digits)} · {cpu:,.{3 if cpu < 1 else 1}f} µs"
 
 
 def ratio_of(results: Results, workload: str, top: str, bottom: str) -> float:
@@ -205,7 +205,7 @@ def print_stream_tables(data: dict[str, object], peers: list[str], layout: str) 
             if layout != "same":
                 goal = None  # the targets are for the same-core set-up
             mark = "" if goal is None else (" ✓ met" if ratio >= goal else " ✗ missed")
-            cells.append(f"{ratio:.2f}{mark}")
+            cells.append(f"{ratio:.3f}{mark}")
             if goal is not None:
                 targets.append(f"{workload.upper()} ≥ {goal}")
         print(f"| {top} / {bottom} | " + " | ".join(cells) + f" | {', '.join(targets) or '-'} |")
@@ -226,12 +226,12 @@ def many_busy(port: int, runs: int, quick: bool) -> dict[str, object]:
     print("|---|---|---|")
     for peer in peers:
         cpu = statistics.median(c for _, c in results[peer])
-        print(f"| {connections:,} × {peer} | {spread([v for v, _ in results[peer]])} | {cpu:.1f} µs |")
+        print(f"| {connections:,} × {peer} | {spread([v for v, _ in results[peer]])} | {cpu:.2f} µs |")
     print()
     for (top, bottom), goal in W8_TARGETS.items():
         ratio = statistics.median(a[0] / b[0] for a, b in zip(results[top], results[bottom], strict=True))
         mark = "✓ met" if ratio >= goal else "✗ missed"
-        print(f"- W8 {top} / {bottom} = {ratio:.2f} (target ≥ {goal}: {mark})")
+        print(f"- W8 {top} / {bottom} = {ratio:.3f} (target ≥ {goal}: {mark})")
     print()
     return {"connections": connections, "amount": amount, "results": results}
 
@@ -267,7 +267,7 @@ def fanout(port: int, runs: int, quick: bool) -> dict[str, dict[str, list[dict[s
                 time_mark = "✓ met" if ratio <= W4_TIME_TARGET else "✗ missed"
                 kb_mark = "✓ met" if kb <= W4_KB_TARGET else "✗ missed"
                 print(
-                    f"- {int(size):,} connections: connect-all {managed} / {raw} = {ratio:.2f}"
+                    f"- {int(size):,} connections: connect-all {managed} / {raw} = {ratio:.3f}"
                     f" (target ≤ {W4_TIME_TARGET}: {time_mark}); {kb:.1f} KB per connection"
                     f" (target ≤ {W4_KB_TARGET:g}: {kb_mark})"
                 )
