@@ -7,9 +7,10 @@ shows. The split set-up (server on core 1) is printed as a second table for refe
 round trip pays the machine's cross-core wake-up, which swamps what the clients cost. Every row gives
 the client's CPU time per operation beside the throughput.
 
-Peers run side by side, their order rotated run by run; each figure is the median of the runs with
-the min-max, and each ratio is the median of per-run ratios (the two peers of a pair ran moments
-apart, so machine noise mostly cancels). Prints Markdown tables, every target marked met or missed.
+Peers run side by side, in an order that keeps the two peers of each targeted ratio adjacent,
+reversed every other run; each figure is the median of the runs with the min-max, and each ratio is
+the median of per-run ratios (the two peers of a pair ran moments apart, so machine noise mostly
+cancels). Prints Markdown tables, every target marked met or missed.
 
 --quick runs a reduced version (one run, small amounts) that checks the suite works; CI runs it. It
 makes no timing assertions.
@@ -33,19 +34,27 @@ BUILD = BENCH / ".build"
 NODE_DIR = BENCH / ".node"
 PYTHON = sys.executable
 
+#: In this order, each peer of a targeted ratio runs right before or after its partner (connman-uvloop
+#: sits between both of its), so the two runs of a pair see the same machine.
 STREAM_PEERS = [
     "asyncio-protocol",
-    "asyncio-buffered",
-    "asyncio-streams",
-    "uvloop-protocol",
     "connman-asyncio",
     "connman-asyncio+idle",
     "connman-asyncio-no-slow-check",
-    "connman-uvloop",
+    "asyncio-buffered",
+    "asyncio-streams",
     "twisted",
-    "node-net",
+    "uvloop-protocol",
+    "connman-uvloop",
     "node-connman-1.0",
+    "node-net",
 ]
+
+
+def run_order(peers: list[str], run: int) -> list[str]:
+    """Forward on even runs, reversed on odd ones: no peer always first, partners stay adjacent."""
+    return list(peers) if run % 2 == 0 else peers[::-1]
+
 
 #: (numerator, denominator, target or None, workloads the target applies to); same-core figures.
 RATIOS = [
@@ -158,7 +167,7 @@ def stream_benchmarks(port_of: dict[str, int], runs: int, quick: bool, peers: li
     )
     results: Results = {w: {p: [] for p in peers} for w in WORKLOADS}
     for run in range(runs):
-        order = peers[run % len(peers) :] + peers[: run % len(peers)]  # rotate: no peer always first
+        order = run_order(peers, run)
         for workload in WORKLOADS:
             port = port_of["bulk" if workload == "w3" else "echo"]
             for peer in order:
@@ -218,7 +227,7 @@ def many_busy(port: int, runs: int, quick: bool) -> dict[str, object]:
     peers = ["asyncio-protocol", "connman-asyncio", "uvloop-protocol", "connman-uvloop"]
     results: dict[str, list[tuple[float, float]]] = {p: [] for p in peers}
     for run in range(runs):
-        order = peers[run % len(peers) :] + peers[: run % len(peers)]
+        order = run_order(peers, run)
         for peer in order:
             results[peer].append(run_peer(peer, "w8", port, amount, str(connections)))
     print(f"### W8: {connections:,} connections busy at once, 64-byte ping-pong, {amount} round trips each\n")
@@ -244,7 +253,7 @@ def fanout(port: int, runs: int, quick: bool) -> dict[str, dict[str, list[dict[s
         results[str(size)] = {peer: [] for peer in peers}
         repeat = runs if size == sizes[-1] else 1  # the target is at the largest size: paired runs there
         for run in range(repeat):
-            for peer in peers[run % 2 :] + peers[: run % 2]:
+            for peer in run_order(peers, run):
                 result = run_json(client_command(peer, "fanout", port, size), timeout=600)
                 results[str(size)][peer].append(result)  # type: ignore[arg-type]
     print("| W4 fan-out | connect all, s | RSS per connection, KB | idle CPU, % |")
