@@ -149,3 +149,32 @@ async def test_a_reset_on_the_plain_path_is_a_reset(small_buffer: memoryview) ->
             assert await conn.wait_connected(BOUND)  # and it came back
             assert on_buffered_path(conn)  # a new attempt starts on the buffered path
             assert await conn.disconnect(BOUND)
+
+
+async def test_a_disconnect_on_the_plain_path_closes_gracefully(small_buffer: memoryview) -> None:
+    bulk = Bulk()
+    received, sizes = bytearray(), list[int]()
+    release = asyncio.get_running_loop().create_future()
+    rec = Recorder()
+    seen: dict[str, object] = {}
+    collect = collector(received, sizes, release)
+
+    def on_data(data: bytes) -> object:
+        if len(data) > SMALL_BUFFER and "plain" not in seen:  # a plain read: disconnect from inside it
+            seen["plain"] = not on_buffered_path(conn)
+            seen["closed"] = conn.disconnect(BOUND)
+        return collect(data)
+
+    async for port in bulk.serve():
+        async with connman.ConnectionManager() as cm:
+            conn = cm.connect(port, "127.0.0.1", on_data=on_data)
+            assert await conn.wait_connected(BOUND)
+            conn.write(b"go")
+            await rec.until(lambda: len(received) > 0)
+            await pause_until_queued(rec, conn, release)
+            await rec.until(lambda: "closed" in seen)
+            assert seen["plain"] is True
+            assert await conn.wait_closed(BOUND)
+            assert conn.state is connman.State.CLOSED
+            assert bytes(received) == PATTERN[: len(received)]  # nothing after disconnect() reached on_data
+            await rec.until(lambda: bulk.writers[0].transport.is_closing())  # the server saw our FIN
