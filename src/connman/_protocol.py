@@ -158,9 +158,8 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
         if self.active:
             self.received += nbytes
             buffer = self.buffer
-            if (
-                nbytes == len(buffer) and _ADAPT and self.transport is not None
-            ):  # more is waiting: read it plain
+            # A full read: more is waiting, so read it plain, without the copy.
+            if nbytes == len(buffer) and _ADAPT and self.transport is not None:
                 bulk = self._bulk
                 if bulk is None:
                     bulk = self._bulk = _BulkReceiver(self)
@@ -171,8 +170,8 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
 class _BulkReceiver(asyncio.Protocol):
     """The plain-`Protocol` side of a `BufferedManagedProtocol`, while reads are large.
 
-    The transport talks to this object instead; it forwards everything to its owner, the attempt's
-    protocol, which the connection knows (and `transport.get_protocol()` does not return it then).
+    While it is installed the transport talks to it (and `transport.get_protocol()` returns it); it
+    forwards everything to its owner, the attempt's protocol, the one the connection knows.
     """
 
     __slots__ = ("owner",)
