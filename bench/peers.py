@@ -6,8 +6,15 @@ Workloads (the same Python-level logic for every peer, so only the I/O path diff
 - w1: ping-pong, 64-byte messages, one in flight; AMOUNT round trips. Result: round trips/s.
 - w2: pipelined, 64-byte messages, a window of 100 in flight; AMOUNT messages. Result: messages/s.
 - w3: bulk receive from a server that sends as fast as it can; AMOUNT bytes. Result: MB/s.
+- w8: CONNECTIONS (5th argument, default 1,000) connections on one loop, each ping-ponging 64-byte
+  messages at once, AMOUNT round trips each. Result: aggregate round trips/s.
 - fanout: AMOUNT connections opened at once, kept idle. Result: seconds until all are connected,
   RSS per connection (KB), CPU used while idle (%).
+
+Every stream result also carries `cpu_us`: the client process's CPU time (user + system,
+`time.process_time()`) per operation over the measured span: per round trip (w1, w8), per message
+(w2), per MB (w3). With client and server on one core, throughput is 1 / (client + server + kernel
+CPU per op), so the client's own share is what a library can change.
 """
 
 from __future__ import annotations
@@ -41,12 +48,15 @@ class Work:
         self.sent = 0
         self.started = 0.0
         self.elapsed = 0.0
+        self.cpu_started = 0.0
+        self.cpu = 0.0
         self.on_done: Callable[[], object] = lambda: None
         self.send: Callable[[bytes], object] = lambda data: None
 
     def begin(self, send: Callable[[bytes], object]) -> None:
         self.send = send
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
         if self.kind == "w1":
             self.sent = 1
             send(MESSAGE)
@@ -77,14 +87,18 @@ class Work:
     def finish(self) -> None:
         if not self.elapsed:
             self.elapsed = time.perf_counter() - self.started
+            self.cpu = time.process_time() - self.cpu_started
             self.on_done()
 
-    def result(self) -> dict[str, float]:
+    def result(self) -> dict[str, float | str]:
         if self.kind == "w1":
-            return {"value": self.amount / self.elapsed, "unit": "round trips/s"}
+            per_op = self.cpu / self.amount * 1e6
+            return {"value": self.amount / self.elapsed, "unit": "round trips/s", "cpu_us": per_op}
         if self.kind == "w2":
-            return {"value": self.amount / self.elapsed, "unit": "msgs/s"}
-        return {"value": self.received / self.elapsed / 1e6, "unit": "MB/s"}
+            per_op = self.cpu / self.amount * 1e6
+            return {"value": self.amount / self.elapsed, "unit": "msgs/s", "cpu_us": per_op}
+        per_mb = self.cpu / (self.received / 1e6) * 1e6
+        return {"value": self.received / self.elapsed / 1e6, "unit": "MB/s", "cpu_us": per_mb}
 
 
 # ---- asyncio-based peers ---------------------------------------------------------------------------
@@ -175,12 +189,16 @@ def twisted(work: Work, port: int) -> None:
     reactor.run()  # type: ignore[attr-defined]
 
 
+def uses_uvloop(peer: str) -> bool:
+    return peer.startswith("uvloop") or peer.endswith("uvloop")
+
+
 def run_stream_workload(peer: str, kind: str, port: int, amount: int) -> dict[str, float]:
     work = Work(kind, amount)
     if peer == "twisted":
         twisted(work, port)
         return work.result()
-    use_uvloop = peer.endswith("uvloop") or peer == "uvloop-protocol"
+    use_uvloop = uses_uvloop(peer)
     coroutine: Any
     if peer in ("asyncio-protocol", "uvloop-protocol"):
         coroutine = raw_protocol(work, port, buffered=False)
@@ -201,6 +219,59 @@ def run_stream_workload(peer: str, kind: str, port: int, amount: int) -> dict[st
     else:
         asyncio.run(coroutine)
     return work.result()
+
+
+# ---- W8: many connections busy at once ------------------------------------------------------------
+
+
+async def many_busy(peer: str, port: int, count: int, amount: int) -> dict[str, float | str]:
+    """`count` connections on this loop, each ping-ponging `amount` 64-byte round trips at once."""
+    loop = asyncio.get_running_loop()
+    works = [Work("w1", amount) for _ in range(count)]
+    left = count
+    all_done = loop.create_future()
+
+    def one_done() -> None:
+        nonlocal left
+        left -= 1
+        if left == 0:
+            all_done.set_result(None)
+
+    for work in works:
+        work.on_done = one_done
+    sends: list[Callable[[bytes], object]] = []
+    cm: Any = None
+    transports: list[Any] = []
+    if peer.startswith("connman"):
+        import connman
+
+        cm = connman.ConnectionManager()
+        conns = [
+            cm.connect(port, "127.0.0.1", on_data=lambda data, work=work: work.data(len(data)))
+            for work in works
+        ]
+        for conn in conns:
+            await conn.wait_connected(30)
+        sends = [conn.write for conn in conns]
+    else:
+        results = await asyncio.gather(
+            *(loop.create_connection(lambda w=work: CountingProtocol(w), "127.0.0.1", port) for work in works)
+        )
+        transports = [transport for transport, _ in results]
+        sends = [transport.write for transport in transports]
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    for work, send in zip(works, sends, strict=True):
+        work.begin(send)
+    await asyncio.wait_for(all_done, 300)
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    if cm is not None:
+        await cm.aclose()
+    for transport in transports:
+        transport.close()
+    total = count * amount
+    return {"value": total / elapsed, "unit": "round trips/s", "cpu_us": cpu / total * 1e6}
 
 
 # ---- fan-out ---------------------------------------------------------------------------------------
@@ -259,18 +330,33 @@ async def fanout(peer: str, port: int, count: int) -> dict[str, float]:
     return {"connect_all_s": connect_all, "kb_per_connection": per_connection, "idle_cpu_percent": idle_cpu}
 
 
+def raise_file_limit(connections: int) -> None:
+    """Enough descriptors for `connections` sockets (and some spare), within the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + 256
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            raise SystemExit(f"{connections} connections need {wanted} descriptors; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def main() -> None:
     peer, kind, port, amount = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {0})  # the client on core 0; the server pins itself to core 1
-    if kind == "fanout":
-        resource.setrlimit(resource.RLIMIT_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1:] * 2)
-        if peer.endswith("uvloop"):
+    if kind in ("fanout", "w8"):
+        raise_file_limit(amount if kind == "fanout" else int(sys.argv[5]) if len(sys.argv) > 5 else 1000)
+        coroutine: Any = (
+            fanout(peer, port, amount)
+            if kind == "fanout"
+            else many_busy(peer, port, int(sys.argv[5]) if len(sys.argv) > 5 else 1000, amount)
+        )
+        if uses_uvloop(peer):
             import uvloop
 
-            result = uvloop.run(fanout(peer, port, amount))
+            result = uvloop.run(coroutine)
         else:
-            result = asyncio.run(fanout(peer, port, amount))
+            result = asyncio.run(coroutine)
     else:
         result = run_stream_workload(peer, kind, port, amount)
     print(json.dumps(result))

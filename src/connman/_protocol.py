@@ -130,9 +130,15 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
     calls `get_buffer()`, reads and calls `buffer_updated()` in one go, and `on_data` gets its own
     copy before anything else can run. The buffer is an anonymous `mmap`, so it starts on a page
     boundary (a `bytearray` does not, and that alone costs bulk reads about 40 %).
+
+    The copy is what a small read saves (the fresh `bytes` is allocated, mapped and shrunk), but on a
+    read that fills the buffer there is nothing to shrink, and the copy is pure cost: a bulk stream
+    pays a 256 KiB copy per read. So the path adapts: a read that fills the buffer switches the
+    transport to a plain `Protocol` (`transport.set_protocol()`, a `_BulkReceiver` that forwards to
+    this protocol), and a plain read shorter than half the buffer switches it back.
     """
 
-    __slots__ = ("buffer",)
+    __slots__ = ("_bulk", "buffer")
 
     def __init__(
         self,
@@ -143,6 +149,7 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
     ) -> None:
         super().__init__(link, deliver, on_data)
         self.buffer = buffer
+        self._bulk: _BulkReceiver | None = None  # made by the first full read
 
     def get_buffer(self, sizehint: int) -> memoryview:
         return self.buffer
@@ -150,10 +157,51 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.active:
             self.received += nbytes
-            self.deliver(self.on_data, self.buffer[:nbytes].tobytes())
+            buffer = self.buffer
+            # A full read: more is waiting, so read it plain, without the copy.
+            if nbytes == len(buffer) and _ADAPT and self.transport is not None:
+                bulk = self._bulk
+                if bulk is None:
+                    bulk = self._bulk = _BulkReceiver(self)
+                self.transport.set_protocol(bulk)
+            self.deliver(self.on_data, buffer[:nbytes].tobytes())
+
+
+class _BulkReceiver(asyncio.Protocol):
+    """The plain-`Protocol` side of a `BufferedManagedProtocol`, while reads are large.
+
+    While it is installed the transport talks to it (and `transport.get_protocol()` returns it); it
+    forwards everything to its owner, the attempt's protocol, the one the connection knows.
+    """
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: BufferedManagedProtocol) -> None:
+        self.owner = owner
+
+    def data_received(self, data: bytes) -> None:
+        owner = self.owner
+        if len(data) < len(owner.buffer) // 2 and owner.transport is not None:  # small: back to the buffer
+            owner.transport.set_protocol(owner)
+        owner.data_received(data)
+
+    def eof_received(self) -> bool:
+        return self.owner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.owner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.owner.resume_writing()
 
 
 RECEIVE_BUFFER_SIZE: Final = 256 * 1024
+
+#: CONNMAN_ADAPT=0 keeps bulk reads on the buffered path too (for comparisons; `BufferedManagedProtocol`).
+_ADAPT: Final = os.environ.get("CONNMAN_ADAPT", "1") != "0"
 
 #: CONNMAN_BUFFERED=0 uses a plain `Protocol` everywhere (for comparisons; see `_receive_buffer`).
 _USE_BUFFERED: Final = os.environ.get("CONNMAN_BUFFERED", "1") != "0"
