@@ -177,6 +177,11 @@ def test_help_on_every_command(command: list[str]) -> None:
     assert "usage: connman" in done.stdout
     if command:
         assert "examples:" in done.stdout
+    # An example is a command line to paste: an escape in it is printed as written, not as a control.
+    assert "\r" not in done.stdout
+    for line in done.stdout.splitlines():
+        if line.lstrip().startswith("printf"):
+            assert line.count("'") % 2 == 0, line  # the quoted text ends on the same line
 
 
 def test_the_exit_statuses_are_in_the_top_level_help() -> None:

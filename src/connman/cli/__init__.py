@@ -27,7 +27,7 @@ EXAMPLES = {
   printf 'stats\\r\\nquit\\r\\n' | connman cat 127.0.0.1:11211
   tail -f app.log | connman cat -v --queue 10000000 logs.internal:5140
   connman cat --max-attempts 5 [::1]:6379 < commands.txt
-  printf 'PING\r\n' | connman cat unix:/run/redis/redis.sock
+  printf 'PING\\r\\n' | connman cat unix:/run/redis/redis.sock
 
 exit status: 0 stdin sent, 2 bad arguments, 3 gave up with input unsent, 130 interrupted""",
     "watch": """examples:
