@@ -198,7 +198,8 @@ async def _socks5_handshake(
     version, reply, _, kind = await _recv_exactly(sock, 4, proxy, "its reply to CONNECT")
     if reply != 0:
         meaning = _SOCKS_REPLIES.get(reply, "unknown reply")
-        raise ProxyError(f"proxy {proxy} could not connect to {host}:{port}: reply {reply} ({meaning})")
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # ::1:80 would be ambiguous
+        raise ProxyError(f"proxy {proxy} could not connect to {target}: reply {reply} ({meaning})")
     # The address the proxy bound: read and dropped, so that the tunnel starts clean.
     if kind == 1:
         await _recv_exactly(sock, 4 + 2, proxy, "its bound address")
