@@ -135,8 +135,9 @@ _SOCKS_REPLIES: Final = {
 
 
 def socks5(proxy: str, username: str | None = None, password: str | None = None) -> Dialer:
-    """A dialer through the SOCKS5 proxy `proxy`: `"host:port"` or `"socks5://[user:pass@]host[:port]"`
-    (port 1080 by default).
+    """A dialer through the SOCKS5 proxy `proxy`.
+
+    `proxy` is `"host:port"` or `"socks5://[user:pass@]host[:port]"` (port 1080 by default).
 
     The target's host name is sent to the proxy, which resolves it (what curl calls socks5h). With
     `username` and `password` (or both in the URL) the proxy may ask for them (RFC 1929); without,
@@ -230,9 +231,10 @@ _MAX_HEAD: Final = 16 * 1024
 
 
 def http_connect(proxy: str, headers: Mapping[str, str] | None = None) -> Dialer:
-    """A dialer through the HTTP proxy `proxy` with `CONNECT`: `"host:port"` or
-    `"http://[user:pass@]host[:port]"` (port 8080 by default; credentials in the URL are sent as
-    `Proxy-Authorization: Basic`).
+    """A dialer through the HTTP proxy `proxy`, with `CONNECT`.
+
+    `proxy` is `"host:port"` or `"http://[user:pass@]host[:port]"` (port 8080 by default; credentials in
+    the URL are sent as `Proxy-Authorization: Basic`).
 
     Args:
         proxy: The proxy's address.

@@ -64,8 +64,9 @@ def _check_callable(name: str, value: object) -> None:
 
 
 class Framer(Generic[F]):
-    """An `on_data` callable that splits the stream into frames; made by `lines()`,
-    `length_prefixed()` or `split_by()`.
+    """An `on_data` callable that splits the stream into frames.
+
+    Made by `lines()`, `length_prefixed()` or `split_by()`.
 
     Calling it with bytes delivers every frame they complete; `reset()` drops the partial frame
     (connman calls it when the connection goes away). After a protocol error it ignores everything
