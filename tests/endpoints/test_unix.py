@@ -70,6 +70,35 @@ async def test_a_stale_socket_file_is_refused(
     assert isinstance(conn.last_error, ConnectionRefusedError)
 
 
+@pytest.mark.parametrize("replacement", ["regular file", "directory"])
+async def test_a_socket_file_replaced_by_another_kind_of_file_is_refused_and_retried(
+    replacement: str, sock_path: str, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # What endpoints.md says: no socket at the path (here something else is there) is a refused
+    # port, retried until a server listens there again.
+    path = pathlib.Path(sock_path)
+    async with EchoServer(path=sock_path) as server:
+        conn = cm.connect_unix(sock_path, **recorder.callbacks(), backoff=FAST)
+        assert await conn.wait_connected(BOUND)
+        await server.stop()
+        if replacement == "directory":
+            path.mkdir()  # noqa: ASYNC240 - a test's own tmp file
+        else:
+            path.write_bytes(b"not a socket")  # noqa: ASYNC240
+        await recorder.wait("reset")
+        failed = conn.stats.failed_attempts
+        await recorder.until(lambda: conn.stats.failed_attempts >= failed + 2)
+        assert conn.last_cause is Cause.REFUSED
+        assert isinstance(conn.last_error, ConnectionRefusedError)
+        if replacement == "directory":
+            path.rmdir()  # noqa: ASYNC240
+        else:
+            path.unlink()  # noqa: ASYNC240
+        await server.start()
+        await recorder.wait("connect", 2)
+        assert conn.is_connected
+
+
 async def test_a_pool_of_unix_and_tcp_members(
     sock_path: str, server: EchoServer, cm: connman.ConnectionManager
 ) -> None:
