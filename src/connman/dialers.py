@@ -42,15 +42,27 @@ class _Proxy:
         return f"{self.scheme}://{host}:{self.port}"
 
 
-def _parse_proxy(name: str, proxy: object, schemes: tuple[str, ...], default_port: int) -> _Proxy:
-    """`"host:port"` or `"scheme://[user:password@]host[:port]"`; ValueError naming `name` otherwise."""
-    if not isinstance(proxy, str):
+def _without_credentials(proxy: str) -> str:
+    """`proxy` as an error message may show it: `user:password@` becomes `***@`."""
+    credentials, at, where = proxy.rpartition("@")  # a host never holds "@"; a password may
+    if not at:
+        return proxy
+    scheme, sep, _ = credentials.partition("://")
+    return f"{scheme}{sep}***@{where}" if sep else f"***@{where}"
+
+
+def _parse_proxy(name: str, url: object, schemes: tuple[str, ...], default_port: int) -> _Proxy:
+    """`"host:port"` or `"scheme://[user:password@]host[:port]"`; ValueError naming `name` otherwise.
+
+    The messages never show the credentials: a traceback ends up in logs."""
+    if not isinstance(url, str):
         raise TypeError(
-            f"{name} must be a str such as '{schemes[0]}://127.0.0.1:{default_port}', not {proxy!r}"
+            f"{name} must be a str such as '{schemes[0]}://127.0.0.1:{default_port}', not {url!r}"
         )
+    proxy = _without_credentials(url)  # what the messages below show
     from urllib.parse import unquote, urlsplit  # here: `import connman` need not pay for it
 
-    text = proxy if "://" in proxy else f"{schemes[0]}://{proxy}"
+    text = url if "://" in url else f"{schemes[0]}://{url}"
     try:
         parts = urlsplit(text)
         port = parts.port  # raises ValueError for a port out of range or not a number

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -351,3 +352,24 @@ async def test_a_proxy_that_accepts_and_never_answers_is_a_timeout_of_the_attemp
                 assert conn.last_cause is Cause.TIMEOUT
                 assert isinstance(conn.last_error, connman.ConnectTimeout)
                 assert await asyncio.to_thread(peer.recv, 1) == b""  # the dialer's socket was closed
+
+
+@pytest.mark.parametrize(
+    ("make", "url", "shown"),
+    [
+        (socks5, "socks5://user:s3cret@h:99999", "'socks5://***@h:99999' does not parse"),
+        (socks5, "socks4://user:s3cret@h:1", "'socks4://***@h:1': the scheme must be"),
+        (socks5, "socks5://user:s3cret@h:1/x", "'socks5://***@h:1/x' does not parse"),
+        (socks5, "socks5://user:s3cret@h:0", "'socks5://***@h:0': port must be in 1..65535"),
+        (socks5, "user:s3cr@t@h:0", "'***@h:0': port must be in 1..65535"),
+        (http_connect, "http://user:s3cret@h:abc", "'http://***@h:abc' does not parse"),
+        (http_connect, "http://user:a://s3cret@[zz]:1", "'http://***@[zz]:1' does not parse"),
+    ],
+)
+def test_a_bad_proxy_url_never_shows_its_credentials(make: Any, url: str, shown: str) -> None:
+    # What endpoints.md promises ("credentials never appear in messages") holds at the call too: a
+    # traceback ends up in logs.
+    with pytest.raises(ValueError, match=r"^proxy ") as refused:
+        make(url)
+    assert shown in str(refused.value)
+    assert "s3cr" not in str(refused.value) and "user" not in str(refused.value)
