@@ -154,8 +154,9 @@ def connect_unix(
     handler: object = None,
     **options: Unpack[ConnectOptions],
 ) -> Connection:
-    """Open a managed connection to a Unix socket on the default manager; see
-    `ConnectionManager.connect_unix()`."""
+    """Open a managed connection to a Unix socket on the default manager.
+
+    See `ConnectionManager.connect_unix()`."""
     return default_manager().connect_unix(
         path, on_connect=on_connect, on_data=on_data, on_reset=on_reset, handler=handler, **options
     )

@@ -158,9 +158,7 @@ class Discovery:
 
     def _apply(self, resolved: list[str]) -> None:
         addresses = list(dict.fromkeys(resolved))  # unique, in order
-        for address, conn in list(self._members.items()):
-            if conn.state is State.CLOSED:  # disconnected by the application: forget it
-                self._forget(address)
+        self._forget_the_applications()
         for address in addresses:
             self._stale.discard(address)
             if address not in self._members:
@@ -172,7 +170,15 @@ class Discovery:
         self._stale.update(address for address in self._members if address not in addresses)
         self._drop_stale()
 
+    def _forget_the_applications(self) -> None:
+        # Disconnected by the application, or taken out of the pool (`pool.remove()`): the connection
+        # is no member any more, so its address gets a new one, and the old one is never touched.
+        for address, conn in list(self._members.items()):
+            if conn.state is State.CLOSED or conn not in self._pool:
+                self._forget(address)
+
     def _drop_stale(self) -> None:
+        self._forget_the_applications()
         for address in sorted(self._stale, key=lambda address: self._members[address].is_connected):
             conn = self._members[address]
             others_up = any(other.is_connected for key, other in self._members.items() if key != address)

@@ -187,8 +187,9 @@ class Connection:
 
     @property
     def endpoint(self) -> Endpoint | UnixEndpoint:
-        """Where this connection goes (`port`, `host`; or `path` for `connect_unix()`). With
-        `alternates` it is the first endpoint; `stats.endpoint` is the one in use."""
+        """Where this connection goes (`port`, `host`; or `path` for `connect_unix()`).
+
+        With `alternates` it is the first endpoint; `stats.endpoint` is the one in use."""
         return self._endpoint
 
     @property

@@ -42,15 +42,27 @@ class _Proxy:
         return f"{self.scheme}://{host}:{self.port}"
 
 
-def _parse_proxy(name: str, proxy: object, schemes: tuple[str, ...], default_port: int) -> _Proxy:
-    """`"host:port"` or `"scheme://[user:password@]host[:port]"`; ValueError naming `name` otherwise."""
-    if not isinstance(proxy, str):
+def _without_credentials(proxy: str) -> str:
+    """`proxy` as an error message may show it: `user:password@` becomes `***@`."""
+    credentials, at, where = proxy.rpartition("@")  # a host never holds "@"; a password may
+    if not at:
+        return proxy
+    scheme, sep, _ = credentials.partition("://")
+    return f"{scheme}{sep}***@{where}" if sep else f"***@{where}"
+
+
+def _parse_proxy(name: str, url: object, schemes: tuple[str, ...], default_port: int) -> _Proxy:
+    """`"host:port"` or `"scheme://[user:password@]host[:port]"`; ValueError naming `name` otherwise.
+
+    The messages never show the credentials: a traceback ends up in logs."""
+    if not isinstance(url, str):
         raise TypeError(
-            f"{name} must be a str such as '{schemes[0]}://127.0.0.1:{default_port}', not {proxy!r}"
+            f"{name} must be a str such as '{schemes[0]}://127.0.0.1:{default_port}', not {url!r}"
         )
+    proxy = _without_credentials(url)  # what the messages below show
     from urllib.parse import unquote, urlsplit  # here: `import connman` need not pay for it
 
-    text = proxy if "://" in proxy else f"{schemes[0]}://{proxy}"
+    text = url if "://" in url else f"{schemes[0]}://{url}"
     try:
         parts = urlsplit(text)
         port = parts.port  # raises ValueError for a port out of range or not a number
@@ -135,8 +147,9 @@ _SOCKS_REPLIES: Final = {
 
 
 def socks5(proxy: str, username: str | None = None, password: str | None = None) -> Dialer:
-    """A dialer through the SOCKS5 proxy `proxy`: `"host:port"` or `"socks5://[user:pass@]host[:port]"`
-    (port 1080 by default).
+    """A dialer through the SOCKS5 proxy `proxy`.
+
+    `proxy` is `"host:port"` or `"socks5://[user:pass@]host[:port]"` (port 1080 by default).
 
     The target's host name is sent to the proxy, which resolves it (what curl calls socks5h). With
     `username` and `password` (or both in the URL) the proxy may ask for them (RFC 1929); without,
@@ -198,7 +211,8 @@ async def _socks5_handshake(
     version, reply, _, kind = await _recv_exactly(sock, 4, proxy, "its reply to CONNECT")
     if reply != 0:
         meaning = _SOCKS_REPLIES.get(reply, "unknown reply")
-        raise ProxyError(f"proxy {proxy} could not connect to {host}:{port}: reply {reply} ({meaning})")
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # ::1:80 would be ambiguous
+        raise ProxyError(f"proxy {proxy} could not connect to {target}: reply {reply} ({meaning})")
     # The address the proxy bound: read and dropped, so that the tunnel starts clean.
     if kind == 1:
         await _recv_exactly(sock, 4 + 2, proxy, "its bound address")
@@ -229,9 +243,10 @@ _MAX_HEAD: Final = 16 * 1024
 
 
 def http_connect(proxy: str, headers: Mapping[str, str] | None = None) -> Dialer:
-    """A dialer through the HTTP proxy `proxy` with `CONNECT`: `"host:port"` or
-    `"http://[user:pass@]host[:port]"` (port 8080 by default; credentials in the URL are sent as
-    `Proxy-Authorization: Basic`).
+    """A dialer through the HTTP proxy `proxy`, with `CONNECT`.
+
+    `proxy` is `"host:port"` or `"http://[user:pass@]host[:port]"` (port 8080 by default; credentials in
+    the URL are sent as `Proxy-Authorization: Basic`).
 
     Args:
         proxy: The proxy's address.

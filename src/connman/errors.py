@@ -97,8 +97,9 @@ class IdleTimeout(ConnmanError, TimeoutError):
 
 
 class HeartbeatTimeout(ConnmanError, TimeoutError):
-    """Nothing arrived within the heartbeat's `timeout` after a ping, so the peer was presumed dead
-    (seen in `last_error`; `last_cause` is `Cause.HALF_OPEN`)."""
+    """Nothing arrived within the heartbeat's `timeout` after a ping: the peer is presumed dead.
+
+    Seen in `last_error`; `last_cause` is `Cause.HALF_OPEN`."""
 
 
 class LoopGone(ConnmanError, RuntimeError):
@@ -110,13 +111,15 @@ class LoopGone(ConnmanError, RuntimeError):
 
 
 class ProxyError(ConnmanError, ConnectionError):
-    """A proxy of `connman.dialers` could not be reached, or refused the tunnel (seen in `last_error`,
-    as `Cause.PROXY`); the message names the proxy and its reply."""
+    """A proxy of `connman.dialers` could not be reached, or refused the tunnel.
+
+    Seen in `last_error`, as `Cause.PROXY`; the message names the proxy and its reply."""
 
 
 class ProtocolError(ConnmanError):
-    """The peer sent bytes that break the protocol: an oversized or malformed frame, an answer nobody
-    asked for.
+    """The peer sent bytes that break the protocol.
+
+    An oversized or malformed frame, or an answer nobody asked for.
 
     Raise it from `on_data` (the `connman.framing` splitters and `Pipeline` do) to drop the
     connection: reading stops at once, nothing more of that connection reaches `on_data`, and it is

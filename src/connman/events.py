@@ -2,7 +2,7 @@
 
 Subscribe with `ConnectionManager.subscribe(listener)`, which returns the function that unsubscribes.
 Every event is a frozen dataclass with keyword-only fields; all carry the `conn` it is about, its
-`endpoint` and the time `at` (`time.monotonic()`, seconds). One connection's life reads::
+`endpoint` and the time `at` (`time.monotonic()`, seconds). One connection's life reads:
 
     AttemptStarted -> Connected -> Lost -> RetryScheduled -> AttemptStarted -> AttemptFailed
         -> RetryScheduled -> ... -> Connected -> ... -> Closed
@@ -59,7 +59,8 @@ class AttemptStarted(_Base):
     """An attempt to connect started (name resolution, TCP connect, TLS handshake).
 
     Attributes:
-        conn: The connection. endpoint: Where it goes (an `Endpoint` or a `UnixEndpoint`).
+        conn: The connection. endpoint: `conn.endpoint` (an `Endpoint` or a `UnixEndpoint`): with
+            `alternates` the first endpoint, whichever one is in use (`conn.stats.endpoint` says).
         at: `time.monotonic()` of the event.
         attempt: 1 for the first attempt since the connection was last up (or made), 2 for the
             next, ...
@@ -139,8 +140,9 @@ class Failed(_Base):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Closed(_Base):
-    """The application disconnected the connection (state CLOSED); no event about it follows, except
-    `MemberRemoved` from its pool."""
+    """The application disconnected the connection (state CLOSED).
+
+    No event about it follows, except `MemberRemoved` from its pool."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

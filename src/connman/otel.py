@@ -71,8 +71,9 @@ class Instrumentation:
         self._pools.scan(manager)
 
     def uninstrument(self) -> None:
-        """Stop recording: unsubscribe, and report no more connection counts (the OpenTelemetry API
-        cannot remove an instrument)."""
+        """Stop recording: unsubscribe, and report no more connection counts.
+
+        The instruments stay registered: the OpenTelemetry API cannot remove one."""
         self._active = False
         self._unsubscribe()
 

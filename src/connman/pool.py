@@ -154,8 +154,9 @@ class Pool:
         handler: object = None,
         **options: Unpack[ConnectOptions],
     ) -> Connection:
-        """Open a managed connection to the Unix socket at `path` and add it to this pool; the
-        arguments are `connect_unix()`'s.
+        """Open a managed connection to the Unix socket at `path` and add it to this pool.
+
+        The arguments are `connect_unix()`'s.
 
         Raises:
             PoolNotFound: The pool was closed (`close()` or `remove_pool()`).

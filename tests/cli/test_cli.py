@@ -139,6 +139,15 @@ def test_watch_once_says_whether_all_are_up() -> None:
         (["cat", "127.0.0.1:0"], "port must be in 1..65535"),
         (["cat", "::1:6379"], "'::1:6379' is ambiguous: write an IPv6 address in brackets, [::1]:6379"),
         (["watch", "fe80::1:80"], "write an IPv6 address in brackets, [fe80::1]:80"),
+        (["cat", "::1"], "'::1' has no port: write an IPv6 address in brackets, then the port: [::1]:PORT"),
+        (
+            ["watch", "http://db:80"],
+            "expected HOST:PORT (e.g. 127.0.0.1:11211 or [::1]:6379), not 'http://db:80'",
+        ),
+        (["watch", "tcp:db:80"], "expected HOST:PORT (e.g. 127.0.0.1:11211 or [::1]:6379), not 'tcp:db:80'"),
+        (["cat", "127.0.0.1:80", "extra"], "unrecognized arguments: extra"),
+        (["watch", "127.0.0.1:80", "--bogus"], "unrecognized arguments: --bogus"),
+        (["demo", "extra"], "unrecognized arguments: extra"),
         (["cat", "--queue", "-1", "127.0.0.1:80"], "argument --queue: expected a number of bytes"),
         (["cat", "--cap", "0", "127.0.0.1:80"], "argument --cap: expected a number of seconds > 0"),
         (["cat", "--linger", "-1", "127.0.0.1:80"], "argument --linger: expected a number of seconds >= 0"),
@@ -177,6 +186,11 @@ def test_help_on_every_command(command: list[str]) -> None:
     assert "usage: connman" in done.stdout
     if command:
         assert "examples:" in done.stdout
+    # An example is a command line to paste: an escape in it is printed as written, not as a control.
+    assert "\r" not in done.stdout
+    for line in done.stdout.splitlines():
+        if line.lstrip().startswith("printf"):
+            assert line.count("'") % 2 == 0, line  # the quoted text ends on the same line
 
 
 def test_the_exit_statuses_are_in_the_top_level_help() -> None:

@@ -65,3 +65,20 @@ def test_help_shows_the_unix_form() -> None:
         )
         assert "unix:/path" in done.stdout
         assert "unix:/run/redis/redis.sock" in done.stdout
+
+
+def test_cat_says_once_that_it_gave_up(tmp_path: Path) -> None:
+    # Nothing listens at the path: cat gives up with input unsent, and says so once, in its own words
+    # (the library's "giving up on ..." warning printed the same news a second time).
+    path = tmp_path / "nobody.sock"
+    done = subprocess.run(
+        connman_command("cat", "--max-attempts", "2", "--initial", "0.01", f"unix:{path}"),
+        input=b"hello\n",
+        capture_output=True,
+        env=ENV,
+        timeout=30,
+    )
+    assert done.returncode == 3
+    assert done.stderr.decode().splitlines() == [
+        f"connman: gave up on unix:{path}: [Errno 2] No such file or directory"
+    ]

@@ -283,3 +283,29 @@ async def test_a_resolver_answer_that_is_no_address_is_a_failed_resolution(
     assert addresses_of(pool) == {"127.0.0.2"}
     names.addresses = ["127.0.0.3"]
     await settled(pool, recorder, {"127.0.0.3"})
+
+
+async def test_a_member_taken_out_of_the_pool_is_the_applications(
+    servers: dict[str, EchoServer], cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # pool.remove() leaves a running connection (decision 10): discovery gives its address a new
+    # member and never disconnects the one the application took (decision 52).
+    port = servers["127.0.0.2"].port
+    names = Names("127.0.0.2", "127.0.0.3", "127.0.0.3", "127.0.0.2")  # duplicates: one member each
+    pool = cm.create_pool("taken")
+    discovery = pool.discover(port, "svc.test", resolver=names, refresh=0.02, min_refresh=0.01, backoff=FAST)
+    await settled(pool, recorder, {"127.0.0.2", "127.0.0.3"})
+    taken = next(conn for conn in pool if conn.endpoint == connman.Endpoint(port, "127.0.0.3"))
+    pool.remove(taken)
+    await settled(pool, recorder, {"127.0.0.2", "127.0.0.3"})  # a new member for 127.0.0.3
+    replacement = next(conn for conn in pool if conn.endpoint == connman.Endpoint(port, "127.0.0.3"))
+    assert replacement is not taken
+
+    names.addresses = ["127.0.0.2"]
+    await settled(pool, recorder, {"127.0.0.2"})
+    assert replacement.state is connman.State.CLOSED
+    calls = names.calls
+    await recorder.until(lambda: names.calls >= calls + 3)
+    assert taken.is_connected  # the application's, untouched
+    assert discovery.addresses == ["127.0.0.2"]
+    taken.disconnect()

@@ -6,6 +6,7 @@ import asyncio
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -293,3 +294,82 @@ async def test_http_connect_sends_the_headers_and_keeps_the_first_server_bytes(
         assert b"Proxy-Authorization: Basic dXNlcjpwdw==\r\n" in seen[0]
         assert b"User-Agent: connman-test\r\n" in seen[0]
         await conn.disconnect()
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+
+
+@needs_ipv6
+async def test_an_ipv6_target_through_http_connect(
+    http_proxy: Daemon, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    async with EchoServer("::1") as server:
+        conn = cm.connect(
+            server.port, "::1", **recorder.callbacks(), dialer=dialer_for(http_proxy), backoff=FAST
+        )
+        assert await conn.wait_connected(BOUND)
+        conn.write(b"over [::1]")
+        await recorder.wait_bytes(10)
+        assert bytes(recorder.data) == b"over [::1]"
+
+
+@needs_ipv6
+async def test_a_socks5_refusal_names_an_ipv6_target_in_brackets(
+    socks_proxy: Daemon, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # The test's danted has only an IPv4 external address: it answers an IPv6 target with reply 8.
+    conn = cm.connect(4242, "::1", dialer=dialer_for(socks_proxy), max_attempts=1)
+    await recorder.until(lambda: conn.state is State.FAILED)
+    assert conn.last_cause is Cause.PROXY
+    assert "could not connect to [::1]:4242: reply " in str(conn.last_error)
+
+
+async def test_a_proxy_that_accepts_and_never_answers_is_a_timeout_of_the_attempt(
+    cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # What the docs say: connect_timeout bounds the whole dialer, the proxy's silence included; the
+    # attempt is Cause.TIMEOUT (not PROXY: the proxy said nothing), and its socket is closed.
+    with socket.create_server(("127.0.0.1", 0)) as mute:
+        mute.settimeout(BOUND)
+        port = mute.getsockname()[1]
+        for dialer in (socks5(f"127.0.0.1:{port}"), http_connect(f"127.0.0.1:{port}")):
+            conn = cm.connect(80, "127.0.0.1", dialer=dialer, connect_timeout=0.2, max_attempts=1)
+            peer, _ = await asyncio.to_thread(mute.accept)
+            with peer:
+                peer.settimeout(BOUND)
+                # The greeting or the CONNECT request, left unanswered:
+                assert await asyncio.to_thread(peer.recv, 4096)
+                await recorder.until(lambda: conn.state is State.FAILED)  # noqa: B023
+                assert conn.last_cause is Cause.TIMEOUT
+                assert isinstance(conn.last_error, connman.ConnectTimeout)
+                assert await asyncio.to_thread(peer.recv, 1) == b""  # the dialer's socket was closed
+
+
+@pytest.mark.parametrize(
+    ("make", "url", "shown"),
+    [
+        (socks5, "socks5://user:s3cret@h:99999", "'socks5://***@h:99999' does not parse"),
+        (socks5, "socks4://user:s3cret@h:1", "'socks4://***@h:1': the scheme must be"),
+        (socks5, "socks5://user:s3cret@h:1/x", "'socks5://***@h:1/x' does not parse"),
+        (socks5, "socks5://user:s3cret@h:0", "'socks5://***@h:0': port must be in 1..65535"),
+        (socks5, "user:s3cr@t@h:0", "'***@h:0': port must be in 1..65535"),
+        (http_connect, "http://user:s3cret@h:abc", "'http://***@h:abc' does not parse"),
+        (http_connect, "http://user:a://s3cret@[zz]:1", "'http://***@[zz]:1' does not parse"),
+    ],
+)
+def test_a_bad_proxy_url_never_shows_its_credentials(make: Any, url: str, shown: str) -> None:
+    # What endpoints.md promises ("credentials never appear in messages") holds at the call too: a
+    # traceback ends up in logs.
+    with pytest.raises(ValueError, match=r"^proxy ") as refused:
+        make(url)
+    assert shown in str(refused.value)
+    assert "s3cr" not in str(refused.value) and "user" not in str(refused.value)

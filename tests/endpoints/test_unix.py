@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import pathlib
 import socket
+import ssl
 
 import pytest
+import trustme
 
 import connman
 from connman import Cause, State
@@ -68,6 +70,58 @@ async def test_a_stale_socket_file_is_refused(
     await recorder.until(lambda: conn.stats.failed_attempts >= 1)
     assert conn.last_cause is Cause.REFUSED
     assert isinstance(conn.last_error, ConnectionRefusedError)
+
+
+@pytest.mark.parametrize("replacement", ["regular file", "directory"])
+async def test_a_socket_file_replaced_by_another_kind_of_file_is_refused_and_retried(
+    replacement: str, sock_path: str, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # What endpoints.md says: no socket at the path (here something else is there) is a refused
+    # port, retried until a server listens there again.
+    path = pathlib.Path(sock_path)
+    async with EchoServer(path=sock_path) as server:
+        conn = cm.connect_unix(sock_path, **recorder.callbacks(), backoff=FAST)
+        assert await conn.wait_connected(BOUND)
+        await server.stop()
+        if replacement == "directory":
+            path.mkdir()  # noqa: ASYNC240 - a test's own tmp file
+        else:
+            path.write_bytes(b"not a socket")  # noqa: ASYNC240
+        await recorder.wait("reset")
+        failed = conn.stats.failed_attempts
+        await recorder.until(lambda: conn.stats.failed_attempts >= failed + 2)
+        assert conn.last_cause is Cause.REFUSED
+        assert isinstance(conn.last_error, ConnectionRefusedError)
+        if replacement == "directory":
+            path.rmdir()  # noqa: ASYNC240
+        else:
+            path.unlink()  # noqa: ASYNC240
+        await server.start()
+        await recorder.wait("connect", 2)
+        assert conn.is_connected
+
+
+async def test_tls_over_a_unix_socket_is_checked_against_server_hostname(
+    sock_path: str, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # What endpoints.md says: TLS over a Unix socket works with ssl= and server_hostname=, the name
+    # the certificate is checked against.
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("db.test").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    async with EchoServer(path=sock_path, ssl=server_context):
+        conn = cm.connect_unix(
+            sock_path, **recorder.callbacks(), ssl=client_context, server_hostname="db.test"
+        )
+        assert await conn.wait_connected(BOUND)
+        conn.write(b"secret")
+        await recorder.wait_bytes(6)
+        assert bytes(recorder.data) == b"secret"
+        wrong = cm.connect_unix(sock_path, ssl=client_context, server_hostname="other.test", max_attempts=1)
+        await recorder.until(lambda: wrong.state is State.FAILED)
+        assert wrong.last_cause is Cause.TLS
 
 
 async def test_a_pool_of_unix_and_tcp_members(

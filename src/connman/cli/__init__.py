@@ -27,7 +27,7 @@ EXAMPLES = {
   printf 'stats\\r\\nquit\\r\\n' | connman cat 127.0.0.1:11211
   tail -f app.log | connman cat -v --queue 10000000 logs.internal:5140
   connman cat --max-attempts 5 [::1]:6379 < commands.txt
-  printf 'PING\r\n' | connman cat unix:/run/redis/redis.sock
+  printf 'PING\\r\\n' | connman cat unix:/run/redis/redis.sock
 
 exit status: 0 stdin sent, 2 bad arguments, 3 gave up with input unsent, 130 interrupted""",
     "watch": """examples:
@@ -157,6 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     demo.add_argument("--duration", type=_positive, default=20.0, help="seconds to run (default 20)")
+    demo.set_defaults(parser=demo)
 
     cat = sub.add_parser(
         "cat",
@@ -234,8 +235,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (see `connman --help`)."""
+    parser = _parser()
     try:
-        return _run(_parser().parse_args(argv))
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # a usage error of the command, with its usage, not the top level's
+            command: argparse.ArgumentParser = getattr(args, "parser", parser)
+            command.error(f"unrecognized arguments: {' '.join(extra)}")
+        return _run(args)
     except KeyboardInterrupt:  # Ctrl-C outside a command's own handling: while starting, say
         return EXIT_INTERRUPTED
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import logging
 import sys
 import time
 
@@ -43,6 +44,9 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
     stdin = sys.stdin.buffer
     stdout = sys.stdout.buffer
     assert isinstance(stdin, io.BufferedReader)  # read1(): what has arrived, without waiting for more
+    # cat says itself what happens (-v, and the give-up line): the library's WARNING about giving up
+    # would say it a second time. Errors (a callback of cat's that failed) still show.
+    logging.getLogger("connman").setLevel(logging.ERROR)
     # A chunk never exceeds the queue, so that an empty queue always takes one.
     chunk_size = min(CHUNK, args.queue) if args.queue else CHUNK
 

@@ -4,6 +4,7 @@ redraws it in place on a terminal (ANSI escapes only: no curses, no dependency).
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from collections import deque
 from collections.abc import Sequence
@@ -29,14 +30,31 @@ def endpoint(text: str) -> Endpoint | UnixEndpoint:
             f"expected HOST:PORT (e.g. 127.0.0.1:11211 or [::1]:6379), not {text!r}"
         )
     if ":" in host and not host.startswith("["):
-        # `::1:6379` could be port 6379 of ::1 or the address ::1:6379 with its port missing.
+        if _is_ipv6(host):
+            # `::1:6379` could be port 6379 of ::1 or the address ::1:6379 with its port missing.
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is ambiguous: write an IPv6 address in brackets, [{host}]:{port}"
+            )
+        if _is_ipv6(text):  # `::1`: an address, and no port
+            raise argparse.ArgumentTypeError(
+                f"{text!r} has no port: write an IPv6 address in brackets, then the port: [{text}]:PORT"
+            )
+        # `http://h:80`, `tcp:h:80`: no form of an endpoint (brackets would not make it one).
         raise argparse.ArgumentTypeError(
-            f"{text!r} is ambiguous: write an IPv6 address in brackets, [{host}]:{port}"
+            f"expected HOST:PORT (e.g. 127.0.0.1:11211 or [::1]:6379), not {text!r}"
         )
     try:
         return check_endpoint(int(port), host)
     except (TypeError, ValueError) as exc:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def connect_to(target: Endpoint | UnixEndpoint, **kwargs: Any) -> connman.Connection:
