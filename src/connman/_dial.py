@@ -18,6 +18,7 @@ from typing import Any
 
 from ._endpoints import UnixEndpoint
 from ._options import Dialer, Endpoint, Options
+from ._protocol import ManagedProtocol
 from .errors import ConnectTimeout
 
 __all__ = ["dial", "resolve", "resolved_addresses"]
@@ -27,30 +28,62 @@ async def dial(
     loop: asyncio.AbstractEventLoop,
     endpoint: Endpoint | UnixEndpoint,
     options: Options,
-    protocol: asyncio.BaseProtocol,
+    protocol: ManagedProtocol,
 ) -> None:
-    """Connect `protocol` to `endpoint`, or raise why not (`ConnectTimeout` past `connect_timeout`)."""
+    """Connect `protocol` to `endpoint`, or raise why not (`ConnectTimeout` past `connect_timeout`).
+
+    The deadline bounds the attempt up to `connection_made`. Once the transport is up (the protocol
+    has it) the attempt has succeeded: a deadline that comes due later (the loop was blocked, by an
+    `on_connect` say) must not cancel `create_connection()`, which would close a transport the
+    connection has taken on (uvloop even closes it without `connection_lost`). A deadline that comes
+    due first makes the protocol inert, so a transport that comes up even so is never reported.
+    """
     timeout = options.connect_timeout
+    if timeout is None:
+        await _connect(loop, endpoint, options, protocol)
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = task.cancelling()
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        if protocol.transport is None:  # not up yet: the attempt timed out
+            expired = True
+            protocol.active = False  # a transport that comes up even so is aborted, never reported
+            task.cancel()
+
+    deadline = loop.call_later(timeout, expire)
     try:
-        async with asyncio.timeout(timeout) as deadline:
-            if isinstance(endpoint, UnixEndpoint):
-                await loop.create_unix_connection(
-                    lambda: protocol, endpoint.path, **options.create_connection
-                )
-            elif options.dialer is not None:
-                await _through_dialer(loop, options.dialer, endpoint, options, protocol)
-            elif options.resolver is not None:
-                await _to_resolved(loop, endpoint, options, protocol)
-            else:
-                await loop.create_connection(
-                    lambda: protocol, endpoint.host, endpoint.port, **options.create_connection
-                )
-    except TimeoutError as exc:
-        if deadline.expired():
+        await _connect(loop, endpoint, options, protocol)
+    except BaseException as exc:
+        # As asyncio.timeout(): ours only if no other cancellation was asked for meanwhile.
+        if expired and task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
             raise ConnectTimeout(
                 f"connect to {endpoint} timed out after {timeout} s (connect_timeout)"
-            ) from exc
+            ) from None
         raise
+    finally:
+        deadline.cancel()
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop,
+    endpoint: Endpoint | UnixEndpoint,
+    options: Options,
+    protocol: ManagedProtocol,
+) -> None:
+    if isinstance(endpoint, UnixEndpoint):
+        await loop.create_unix_connection(lambda: protocol, endpoint.path, **options.create_connection)
+    elif options.dialer is not None:
+        await _through_dialer(loop, options.dialer, endpoint, options, protocol)
+    elif options.resolver is not None:
+        await _to_resolved(loop, endpoint, options, protocol)
+    else:
+        await loop.create_connection(
+            lambda: protocol, endpoint.host, endpoint.port, **options.create_connection
+        )
 
 
 def _checked_against_host(endpoint: Endpoint, options: Options) -> Mapping[str, Any]:
