@@ -81,8 +81,6 @@ def _new_batch_lock() -> None:
 
 on_fork_in_child(_new_batch_lock)
 
-_running_loop: Final = asyncio._get_running_loop
-
 #: Durations come from this clock, not the loop's (uvloop's is millisecond-grained).
 _now: Final = time.monotonic
 
@@ -119,7 +117,6 @@ class Connection:
         "_idle_timer",
         "_linger",
         "_live",
-        "_loop",
         "_machine",
         "_options",
         "_outbox",
@@ -128,6 +125,7 @@ class Connection:
         "_route",
         "_signal",
         "_state_since",
+        "_thread_id",
         "_timer",
         "_transport",
         "_writing_paused",
@@ -176,7 +174,7 @@ class Connection:
         self._connect_latency: float | None = None
         self._writing_paused = False
         self._fast = True  # see _refresh_fast
-        self._loop = home.loop
+        self._thread_id = home.thread_id
         limit = options.max_write_buffer
         # Below the high-water mark a write of up to this many bytes cannot pass max_write_buffer.
         self._headroom = sys.maxsize if limit is None else limit - _flow.high_water(limit)
@@ -289,21 +287,20 @@ class Connection:
             GaveUp: The connection failed for good (`max_attempts` or `give_up_after`).
         """
         transport = self._transport
-        # The fast path: inside the connection's running loop (so on its thread: asking the running
-        # loop costs less than the thread's id), up, below the high-water mark, nothing batched
-        # (`_fast`), small enough that the limit cannot be reached. Anything else takes the full decision.
+        # The fast path: on the loop's thread, up, below the high-water mark, nothing batched (`_fast`),
+        # small enough that the limit cannot be reached. Anything else takes the full decision.
         if (
             transport is not None
             and type(data) is bytes
             and self._fast
-            and _running_loop() is self._loop
+            and threading.get_ident() == self._thread_id
             and (size := len(data)) <= self._headroom
             and not transport.is_closing()
         ):
             self._bytes_out += size
             transport.write(data)
             return not self._writing_paused
-        if threading.get_ident() == self._home.thread_id:
+        if threading.get_ident() == self._thread_id:
             return self._write_here(data)
         return self._write_from_thread(data)
 
