@@ -68,11 +68,28 @@ class ManagedProtocol(asyncio.Protocol):
         return False  # close our side too: a half-closed managed connection is a lost one
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is None:
+            return  # reported already, by report_if_dead()
+        self.transport = None
         link = self.link
         if self.active:
             self.active = False
             link.lost(self, exc)
         link.closed(self)
+
+    def report_if_dead(self) -> None:
+        """Report the transport closed if it is, and nothing else will say so.
+
+        uvloop's `create_connection()`, failing after `connection_made` (cancelled, say), closes the
+        transport without `connection_lost`: its socket is gone, and `is_closing()` may even say no.
+        asyncio's transports close their socket only after `connection_lost`.
+        """
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is None or sock.fileno() < 0:
+            self.connection_lost(None)
 
     def pause_writing(self) -> None:
         if self.active:
@@ -96,6 +113,7 @@ class ManagedProtocol(asyncio.Protocol):
         caller bounds the whole with a timer that aborts (see `CLOSE_LINGER`).
         """
         self.active = False
+        self.report_if_dead()
         transport = self.transport
         if transport is None or transport.is_closing():
             return

@@ -799,9 +799,20 @@ class Connection:
         )
         try:
             await dial(loop, self._target, self._options, protocol)
-        except Exception as error:  # OSError, socket.gaierror, ssl.SSLError, ConnectTimeout, ...
-            if protocol.active and protocol.transport is None:
-                self._attempt_failed(error)
+        except BaseException as error:  # OSError, socket.gaierror, ssl.SSLError, ConnectTimeout, cancelled
+            if self._protocol is protocol:  # still this attempt's: not abandoned, not failed already
+                transport = protocol.transport
+                if protocol.active and transport is not None:
+                    # Reported up, then create_connection() was cancelled before it returned, and
+                    # closed the transport: a loss of it.
+                    protocol.active = False
+                    transport.abort()
+                    self._lost(error)
+                elif isinstance(error, Exception):
+                    self._attempt_failed(error)
+            protocol.report_if_dead()  # uvloop closes a transport it gave up on without connection_lost
+            if not isinstance(error, Exception):
+                raise  # cancelled: the task ends cancelled
 
     def _attempt_failed(self, error: BaseException) -> None:
         # Kept in last_error: drop the frames, which hold this connection (and its whole attempt)
