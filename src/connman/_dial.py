@@ -115,6 +115,15 @@ async def _through_dialer(
             sock.close()
         raise TypeError(f"dialer must return a connected stream socket.socket, not {sock!r}")
     try:
+        # A socket that is not connected would pass for a connection until its first read or
+        # write: a failed attempt that counted as a connect (and so escaped max_attempts).
+        sock.getpeername()
+    except OSError as error:
+        sock.close()
+        raise TypeError(
+            f"dialer must return a connected stream socket.socket, not {sock!r} ({error})"
+        ) from None
+    try:
         sock.setblocking(False)
         await loop.create_connection(lambda: protocol, sock=sock, **_checked_against_host(endpoint, options))
     except BaseException:

@@ -241,6 +241,22 @@ async def test_a_dialer_that_returns_garbage(cm: connman.ConnectionManager, reco
     assert "dialer must return a connected stream socket.socket, not 'not a socket'" in str(conn.last_error)
 
 
+async def test_a_dialer_that_returns_an_unconnected_socket_is_a_failed_attempt(
+    cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    made: list[socket.socket] = []
+
+    async def unconnected(host: str, port: int) -> socket.socket:
+        made.append(socket.socket())
+        return made[-1]
+
+    conn = cm.connect(1, "127.0.0.1", dialer=unconnected, on_connect=recorder.on_connect, max_attempts=1)
+    await recorder.until(lambda: conn.state is connman.State.FAILED)
+    assert conn.stats.connects == 0 and recorder.count("connect") == 0
+    assert "dialer must return a connected stream socket.socket" in str(conn.last_error)
+    assert made[0].fileno() == -1  # closed, not leaked
+
+
 def test_bad_dialers_and_proxies() -> None:
     manager = connman.ConnectionManager()
     with pytest.raises(
