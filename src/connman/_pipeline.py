@@ -369,6 +369,8 @@ class Pipeline(Generic[A]):
             TimeoutError: Sent, but no answer within the timeout (the answer, if it comes, is
                 dropped), or no slot freed within it (`max_in_flight`).
             Disconnected: The pipeline was closed, or its connection disconnected.
+            BufferFull: The request did not fit the connection's `max_write_buffer` (it was not
+                sent): the peer is not reading, or the request alone is larger than the limit.
             ProtocolError: The answer broke the protocol (or the framing made an error reply into
                 an exception of its own: that one is raised).
             TypeError: `data` is not bytes-like.
