@@ -143,10 +143,11 @@ def refusal(
 ) -> ConnmanError:
     """The exception that tells the writer why `verdict` refused its write of `size` bytes."""
     if verdict is Admit.BUFFER_FULL:
-        if size > options.max_write_buffer:  # waiting cannot help: it never fits, whatever the peer does
+        most = options.max_write_buffer
+        if most is not None and size > most:  # waiting cannot help: it never fits, whatever the peer does
             return BufferFull(
-                f"write of {size} bytes to {endpoint} is larger than max_write_buffer="
-                f"{options.max_write_buffer} and can never be accepted: raise max_write_buffer"
+                f"write of {size} bytes to {endpoint} is larger than max_write_buffer={most}"
+                " and can never be accepted: raise max_write_buffer"
                 " or split the data"
             )
         return BufferFull(
