@@ -284,3 +284,45 @@ async def test_a_refused_write_fails_its_own_requests_only_and_the_order_holds(
     assert pipeline.in_flight == 0
     assert await pipeline.request(b"after\n") == b"after"  # not an answer meant for another
     await pipeline.close()
+
+
+async def test_a_heartbeat_pings_through_the_pipeline_without_stalling_it(
+    cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # `send=lambda conn: pipeline.request(PING)` returns a Wait. connman awaited it like an async
+    # send, with reading paused until it returned: the answer could never be read, so every ping
+    # failed at the pipeline's timeout (reported to on_error) and stalled the other requests.
+    async with EchoServer(keep_data=True) as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=0.5)
+        errors: list[BaseException] = []
+        conn = pipeline.connect(
+            server.port,
+            "127.0.0.1",
+            manager=cm,
+            on_error=errors.append,
+            heartbeat=connman.Heartbeat(0.05, 1.0, lambda conn: pipeline.request(b"PING\n")),
+        )
+        assert await conn.wait_connected(BOUND)
+        await recorder.until(lambda: bytes(server.data).count(b"PING\n") >= 4)  # pinged, answered, ...
+        assert await pipeline.request(b"mine\n") == b"mine"  # in step with the pings
+        assert errors == []
+        assert conn.stats.resets == 0
+        assert pipeline.in_flight <= 1
+        await pipeline.close()
+
+
+async def test_a_heartbeat_through_the_pipeline_drops_a_silent_peer(cm: connman.ConnectionManager) -> None:
+    async with EchoServer(mode="silent") as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=None)
+        conn = pipeline.connect(
+            server.port,
+            "127.0.0.1",
+            manager=cm,
+            heartbeat=connman.Heartbeat(0.05, 0.1, lambda conn: pipeline.request(b"PING\n")),
+            backoff=FAST,
+        )
+        request = asyncio.ensure_future(pipeline.request(b"mine\n"))
+        with pytest.raises(connman.NotConnected):
+            await asyncio.wait_for(request, BOUND)  # failed by the drop (it has no timeout)
+        assert conn.last_cause is Cause.HALF_OPEN
+        await pipeline.close()

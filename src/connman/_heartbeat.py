@@ -61,6 +61,7 @@ class Heartbeat:
         timeout: Seconds to wait for any byte after a ping; > 0.
         send: The ping: bytes to write (non-empty), or a callable taking the connection; an async
             one pauses reading while it runs, so it writes the ping and returns (decision 50).
+            A `Wait` it returns (a `Pipeline.request()`) is not awaited (decision 51).
 
     Raises:
         TypeError: A number that is not a number of seconds; `send` neither bytes nor callable.

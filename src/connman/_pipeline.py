@@ -128,6 +128,15 @@ class _Answer(Wait[A]):
     def __repr__(self) -> str:
         return "<Wait pending: await it>"
 
+    def abandon(self) -> None:
+        # A heartbeat's ping: its failure (the drop it detected) is nobody's to read.
+        self._future.add_done_callback(_read_outcome)
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # read: asyncio does not log it as "never retrieved"
+
 
 class _Line:
     """The requests in flight on one connection, and whether the pipeline may send on it. Called
