@@ -33,7 +33,8 @@ DEFAULT_MAX_BUFFER: Final = 256 * 1024
 class Stream:
     """The bytes received on a connection, as an iterator of chunks; see the module docstring.
 
-    Use it as the `on_data` of a connection, or let it make one (`stream.connect(port, host)`)::
+    Use it as the `on_data` of a connection, or let it make one (`stream.connect(port, host)`): only
+    then does the iteration end at `disconnect()`; otherwise `close()` ends it::
 
         stream = connman.Stream()
         conn = stream.connect(port, host)

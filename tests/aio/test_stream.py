@@ -169,3 +169,22 @@ def test_a_consumer_in_another_thread_never_stalls_a_paused_stream() -> None:
         flooder.join(BOUND)
     assert finished, f"stalled after {received} of {total} bytes, {stream.buffered} buffered"
     assert received == total
+
+
+def test_a_stream_passed_as_on_data_ends_at_close_not_at_disconnect() -> None:
+    # What docs/framing.md says of a Stream given to connect() as its on_data: it cannot tell the
+    # disconnect from a loss (b""), and close() ends the iteration.
+    with ServerThread() as server:
+        stream = connman.Stream()
+        conn = connman.connect(server.port, "127.0.0.1", on_data=stream)
+        assert conn.wait_connected(BOUND)
+        conn.write(b"hello")
+        got = bytearray()
+        for chunk in stream:
+            got += chunk
+            if got == b"hello":
+                break
+        assert conn.disconnect(BOUND)
+        assert next(stream) == b""
+        stream.close()
+        assert list(stream) == []
