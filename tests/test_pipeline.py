@@ -326,3 +326,23 @@ async def test_a_heartbeat_through_the_pipeline_drops_a_silent_peer(cm: connman.
             await asyncio.wait_for(request, BOUND)  # failed by the drop (it has no timeout)
         assert conn.last_cause is Cause.HALF_OPEN
         await pipeline.close()
+
+
+async def test_a_request_the_connection_lost_before_writing_it_waits_for_the_next_one(
+    cm: connman.ConnectionManager,
+) -> None:
+    # A request is written at the end of its loop turn. A connection lost in that same turn failed
+    # it with "may have been applied", though it never left: a request not sent waits instead.
+    async with EchoServer() as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=BOUND)
+        conn = pipeline.connect(server.port, "127.0.0.1", manager=cm, backoff=FAST)
+        assert await conn.wait_connected(BOUND)
+        answer = pipeline.request(b"hello\n")
+        conn.reconnect()  # in the same turn: before the write
+        assert await answer == b"hello"
+        assert conn.stats.connects == 2
+        after = pipeline.request(b"next\n")
+        await conn.disconnect()  # in the same turn again: nothing can carry it now
+        with pytest.raises(connman.Disconnected):
+            await after
+        await pipeline.close()

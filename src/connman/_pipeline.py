@@ -168,6 +168,8 @@ class _Line:
 
     def flush(self) -> None:
         outgoing, batch = self.outgoing, self.batch
+        if not outgoing:
+            return  # taken back by `_line_down`: the connection went before the end of the turn
         self.outgoing, self.batch = [], []
         conn = self.conn
         assert conn is not None
@@ -500,7 +502,16 @@ class Pipeline(Generic[A]):
         line.up = False
         conn = line.conn
         assert conn is not None
+        # This turn's requests were never written (the write comes at the end of the turn): they
+        # wait for the next connection, first in line, like every request not sent yet.
+        unwritten, line.outgoing, line.batch = line.batch, [], []
         in_flight, line.in_flight = line.in_flight, deque()
+        if unwritten:
+            taken_back = set(map(id, unwritten))
+            in_flight = deque(request for request in in_flight if id(request) not in taken_back)
+            for request in unwritten:
+                request.sent = False
+            self._unsent.extendleft(reversed(unwritten))
         if conn.state is State.CLOSED:
             error: BaseException = Disconnected(f"connection to {conn.endpoint} was disconnected")
         else:
