@@ -346,3 +346,19 @@ async def test_a_request_the_connection_lost_before_writing_it_waits_for_the_nex
         with pytest.raises(connman.Disconnected):
             await after
         await pipeline.close()
+
+
+def test_a_request_after_the_connections_loop_ended_raises_loop_gone() -> None:
+    # What request() documents: the loop the pipeline's connection lived on is gone for good.
+    with ServerThread() as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=BOUND)
+
+        async def first() -> bytes:
+            conn = pipeline.connect(server.port, "127.0.0.1")
+            assert await conn.wait_connected(BOUND)
+            return await pipeline.request(b"one\n")
+
+        assert asyncio.run(first()) == b"one"
+        with pytest.raises(connman.LoopGone):
+            pipeline.request(b"two\n")
+        assert pipeline.close(BOUND)  # closes the socket by hand

@@ -382,6 +382,8 @@ class Pipeline(Generic[A]):
             Disconnected: The pipeline was closed, or its connection disconnected.
             BufferFull: The request did not fit the connection's `max_write_buffer` (it was not
                 sent): the peer is not reading, or the request alone is larger than the limit.
+            LoopGone: The connections' event loop has ended (an `asyncio.run()` that returned
+                without `close()`).
             ProtocolError: The answer broke the protocol (or the framing made an error reply into
                 an exception of its own: that one is raised).
             TypeError: `data` is not bytes-like.
