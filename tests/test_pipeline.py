@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -362,3 +363,28 @@ def test_a_request_after_the_connections_loop_ended_raises_loop_gone() -> None:
         with pytest.raises(connman.LoopGone):
             pipeline.request(b"two\n")
         assert pipeline.close(BOUND)  # closes the socket by hand
+
+
+async def test_requests_that_timed_out_while_down_do_not_pile_up_behind_one_still_waiting(
+    cm: connman.ConnectionManager,
+) -> None:
+    # A request with no timeout waits at the head of the queue while the connection is down; each
+    # later one times out, and used to stay queued behind it with its bytes, without bound.
+    pipeline: Pipeline[bytes] = Pipeline(timeout=0.001)
+    pipeline.connect(1, "127.0.0.1", manager=cm, backoff=FAST)  # refused: down for good
+    head = asyncio.ensure_future(pipeline.request(b"head\n", timeout=None))
+    request = bytearray(b"x" * 10_000 + b"\n")  # copied by each request(): 10 KB each
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        async with asyncio.timeout(60):
+            for _ in range(2000):  # 20 MB of requests in all
+                with pytest.raises(connman.NotConnected):
+                    await pipeline.request(request)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 4_000_000, held
+    assert not head.done()  # still waiting, within no timeout
+    head.cancel()
+    await pipeline.close()

@@ -44,6 +44,9 @@ DEFAULT_MAX_IN_FLIGHT: Final = 1000
 
 _UNSET: Final[Any] = object()
 
+#: The fewest requests waiting to be sent at which those given up are swept out of the queue.
+_PRUNE_AT: Final = 64
+
 #: Deadlines come from this clock, not the loop's (uvloop's is millisecond-grained).
 _now: Final = time.monotonic
 
@@ -289,6 +292,7 @@ class Pipeline(Generic[A]):
         self._lines: dict[Connection, _Line] = {}
         self._single: _Line | None = None  # the line of a pipeline without a pool
         self._unsent: deque[_Request] = deque()
+        self._prune_at = _PRUNE_AT  # the length of `_unsent` at which given-up requests are dropped
         self._deadlines: deque[_Request] = deque()  # requests made on the loop, deadlines in order
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -463,6 +467,11 @@ class Pipeline(Generic[A]):
         unsent = self._unsent
         while unsent and unsent[0].given_up:  # given up while waiting
             unsent.popleft()
+        if len(unsent) >= self._prune_at:
+            # Those given up behind a request still waiting (a longer timeout) would pile up, with
+            # their bytes, for as long as the connection is down: drop them all, at amortized O(1).
+            self._unsent = unsent = deque(waiting for waiting in unsent if not waiting.given_up)
+            self._prune_at = max(_PRUNE_AT, 2 * len(unsent))
         unsent.append(request)
         self._pump()
 
