@@ -646,6 +646,8 @@ class Connection:
             hub = self._hub
             if hub is not None and hub.listening:
                 self._report(hub, action, 0.0)
+                if self._machine.state is not State.CONNECTING:
+                    return  # a listener of AttemptStarted disconnected it: no attempt on a closed one
             self._execute(action)
 
     def _handle(self, event: Event) -> None:

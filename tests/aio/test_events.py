@@ -219,3 +219,47 @@ async def test_events_reach_a_listener_of_a_sync_program_on_the_loop_thread(
     await asyncio.to_thread(run)
     assert [name for name, _ in seen] == ["AttemptStarted", "Connected", "Closed"]
     assert {thread for _, thread in seen} == {"connman-loop"}
+
+
+def _call_back_into_the_manager_on_the_first_attempt(
+    cm: connman.ConnectionManager, port: int
+) -> tuple[connman.Connection, list[int]]:
+    # On the loop's thread the first attempt starts inside connect(), which held the manager's lock:
+    # a listener that called back into the manager (here: connections, then disconnect()) deadlocked
+    # the loop for good.
+    seen: list[int] = []
+
+    def listener(event: events.Event) -> None:
+        if isinstance(event, events.AttemptStarted):
+            seen.append(len(cm.connections))
+            event.conn.disconnect()
+
+    unsubscribe = cm.subscribe(listener)
+    try:
+        conn = cm.connect(port, "127.0.0.1")
+    finally:
+        unsubscribe()
+    return conn, seen
+
+
+async def test_a_listener_may_call_the_manager_and_disconnect_on_the_first_attempt() -> None:
+    cm = connman.ConnectionManager()  # not the fixture's: a deadlock must not hang its teardown
+    async with EchoServer() as server:
+        done: list[tuple[connman.Connection, list[int]]] = []
+        # In a thread of its own, so that a deadlock fails the test instead of hanging the suite.
+        loop_thread = threading.Thread(
+            target=lambda: done.append(asyncio.run(_on_a_loop(cm, server.port))), daemon=True
+        )
+        loop_thread.start()
+        loop_thread.join(BOUND)
+        assert done, "deadlocked in connect()"
+        conn, seen = done[0]
+        assert seen == [0]  # not registered yet while its first attempt starts
+        assert conn.state is connman.State.CLOSED
+        assert conn not in cm.connections  # disconnected before it was registered: never is
+
+
+async def _on_a_loop(cm: connman.ConnectionManager, port: int) -> tuple[connman.Connection, list[int]]:
+    conn, seen = _call_back_into_the_manager_on_the_first_attempt(cm, port)
+    assert await conn.wait_closed(BOUND)
+    return conn, seen
