@@ -669,6 +669,8 @@ class Connection:
                 break
             if hub is not None and hub.listening:
                 self._report(hub, action, self._state_since - entered)
+                if machine.state is not after and not isinstance(action, NotifyReset):
+                    break  # a listener moved it on (disconnect() on RetryScheduled): stale too
             self._execute(action)
 
     def _report(self, hub: Hub, action: Action, in_state: float) -> None:

@@ -14,7 +14,7 @@ import pytest
 import connman
 from connman import Cause, events
 from connman.testing import EchoServer
-from tests.conftest import BOUND, FAST, Recorder
+from tests.conftest import BOUND, FAST, Recorder, assert_nothing_pending
 
 E = TypeVar("E", bound=events.Event)
 
@@ -263,3 +263,27 @@ async def _on_a_loop(cm: connman.ConnectionManager, port: int) -> tuple[connman.
     conn, seen = _call_back_into_the_manager_on_the_first_attempt(cm, port)
     assert await conn.wait_closed(BOUND)
     return conn, seen
+
+
+async def test_a_listener_that_disconnects_on_retry_scheduled_leaves_no_retry_timer() -> None:
+    # The listener's disconnect() ran inside the report of ScheduleRetry, and the action ran after it
+    # anyway: a retry timer armed on a closed connection, holding it until the delay passed.
+    cm = connman.ConnectionManager()
+    async with EchoServer() as server:
+
+        def listener(event: events.Event) -> None:
+            if isinstance(event, events.RetryScheduled):
+                event.conn.disconnect()
+
+        cm.subscribe(listener)
+        resets: list[str] = []
+        backoff = connman.Backoff(initial=60.0, cap=60.0, jitter="none")
+        conn = cm.connect(server.port, "127.0.0.1", backoff=backoff, on_reset=lambda: resets.append("reset"))
+        assert await conn.wait_connected(BOUND)
+        server.drop_clients()
+        assert await conn.wait_closed(BOUND)
+        assert resets == ["reset"]  # the loss was announced before the retry was scheduled
+        loop = asyncio.get_running_loop()
+        timers = [handle for handle in getattr(loop, "_scheduled", []) if not handle.cancelled()]
+        assert not [handle for handle in timers if "_retry_due" in repr(handle)]
+        assert_nothing_pending()
