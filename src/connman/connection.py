@@ -669,8 +669,10 @@ class Connection:
                 break
             if hub is not None and hub.listening:
                 self._report(hub, action, self._state_since - entered)
-                if machine.state is not after and not isinstance(action, NotifyReset):
-                    break  # a listener moved it on (disconnect() on RetryScheduled): stale too
+                if machine.state is not after and not isinstance(action, (NotifyReset, NotifyGaveUp)):
+                    # A listener moved it on (disconnect() on RetryScheduled): stale too. What
+                    # happened already (a loss, giving up) is still told to its callback.
+                    break
             self._execute(action)
 
     def _report(self, hub: Hub, action: Action, in_state: float) -> None:
