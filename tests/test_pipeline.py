@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator
 
 import pytest
@@ -283,4 +284,107 @@ async def test_a_refused_write_fails_its_own_requests_only_and_the_order_holds(
         await pipeline.request(b"x" * 4096 + b"\n")  # more than max_write_buffer: never sent
     assert pipeline.in_flight == 0
     assert await pipeline.request(b"after\n") == b"after"  # not an answer meant for another
+    await pipeline.close()
+
+
+async def test_a_heartbeat_pings_through_the_pipeline_without_stalling_it(
+    cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # `send=lambda conn: pipeline.request(PING)` returns a Wait. connman awaited it like an async
+    # send, with reading paused until it returned: the answer could never be read, so every ping
+    # failed at the pipeline's timeout (reported to on_error) and stalled the other requests.
+    async with EchoServer(keep_data=True) as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=0.5)
+        errors: list[BaseException] = []
+        conn = pipeline.connect(
+            server.port,
+            "127.0.0.1",
+            manager=cm,
+            on_error=errors.append,
+            heartbeat=connman.Heartbeat(0.05, 1.0, lambda conn: pipeline.request(b"PING\n")),
+        )
+        assert await conn.wait_connected(BOUND)
+        await recorder.until(lambda: bytes(server.data).count(b"PING\n") >= 4)  # pinged, answered, ...
+        assert await pipeline.request(b"mine\n") == b"mine"  # in step with the pings
+        assert errors == []
+        assert conn.stats.resets == 0
+        assert pipeline.in_flight <= 1
+        await pipeline.close()
+
+
+async def test_a_heartbeat_through_the_pipeline_drops_a_silent_peer(cm: connman.ConnectionManager) -> None:
+    async with EchoServer(mode="silent") as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=None)
+        conn = pipeline.connect(
+            server.port,
+            "127.0.0.1",
+            manager=cm,
+            heartbeat=connman.Heartbeat(0.05, 0.1, lambda conn: pipeline.request(b"PING\n")),
+            backoff=FAST,
+        )
+        request = asyncio.ensure_future(pipeline.request(b"mine\n"))
+        with pytest.raises(connman.NotConnected):
+            await asyncio.wait_for(request, BOUND)  # failed by the drop (it has no timeout)
+        assert conn.last_cause is Cause.HALF_OPEN
+        await pipeline.close()
+
+
+async def test_a_request_the_connection_lost_before_writing_it_waits_for_the_next_one(
+    cm: connman.ConnectionManager,
+) -> None:
+    # A request is written at the end of its loop turn. A connection lost in that same turn failed
+    # it with "may have been applied", though it never left: a request not sent waits instead.
+    async with EchoServer() as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=BOUND)
+        conn = pipeline.connect(server.port, "127.0.0.1", manager=cm, backoff=FAST)
+        assert await conn.wait_connected(BOUND)
+        answer = pipeline.request(b"hello\n")
+        conn.reconnect()  # in the same turn: before the write
+        assert await answer == b"hello"
+        assert conn.stats.connects == 2
+        after = pipeline.request(b"next\n")
+        await conn.disconnect()  # in the same turn again: nothing can carry it now
+        with pytest.raises(connman.Disconnected):
+            await after
+        await pipeline.close()
+
+
+def test_a_request_after_the_connections_loop_ended_raises_loop_gone() -> None:
+    # What request() documents: the loop the pipeline's connection lived on is gone for good.
+    with ServerThread() as server:
+        pipeline: Pipeline[bytes] = Pipeline(timeout=BOUND)
+
+        async def first() -> bytes:
+            conn = pipeline.connect(server.port, "127.0.0.1")
+            assert await conn.wait_connected(BOUND)
+            return await pipeline.request(b"one\n")
+
+        assert asyncio.run(first()) == b"one"
+        with pytest.raises(connman.LoopGone):
+            pipeline.request(b"two\n")
+        assert pipeline.close(BOUND)  # closes the socket by hand
+
+
+async def test_requests_that_timed_out_while_down_do_not_pile_up_behind_one_still_waiting(
+    cm: connman.ConnectionManager,
+) -> None:
+    # A request with no timeout waits at the head of the queue while the connection is down; each
+    # later one times out, and used to stay queued behind it with its bytes, without bound.
+    pipeline: Pipeline[bytes] = Pipeline(timeout=0.001)
+    pipeline.connect(1, "127.0.0.1", manager=cm, backoff=FAST)  # refused: down for good
+    head = asyncio.ensure_future(pipeline.request(b"head\n", timeout=None))
+    request = bytearray(b"x" * 10_000 + b"\n")  # copied by each request(): 10 KB each
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        async with asyncio.timeout(60):
+            for _ in range(2000):  # 20 MB of requests in all
+                with pytest.raises(connman.NotConnected):
+                    await pipeline.request(request)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 4_000_000, held
+    assert not head.done()  # still waiting, within no timeout
+    head.cancel()
     await pipeline.close()

@@ -143,6 +143,13 @@ def refusal(
 ) -> ConnmanError:
     """The exception that tells the writer why `verdict` refused its write of `size` bytes."""
     if verdict is Admit.BUFFER_FULL:
+        most = options.max_write_buffer
+        if most is not None and size > most:  # waiting cannot help: it never fits, whatever the peer does
+            return BufferFull(
+                f"write of {size} bytes to {endpoint} is larger than max_write_buffer={most}"
+                " and can never be accepted: raise max_write_buffer"
+                " or split the data"
+            )
         return BufferFull(
             f"write of {size} bytes to {endpoint} would make {unflushed + size} bytes unsent, past"
             f" max_write_buffer={options.max_write_buffer} ({unflushed} unsent already: the peer"

@@ -22,7 +22,8 @@ therefore dropped between `interval + timeout` and `2 × interval + timeout` aft
 
 **connman's own pauses do not count.** While an async callback runs, connman pauses reading (the
 back-pressure of an async `on_data`); a reply that arrived meanwhile cannot be counted, so no ping is
-sent and none is held against the peer until reading resumes, as for `idle_timeout`.
+sent and none is held against the peer until reading resumes, as for `idle_timeout`. A ping still
+unanswered when reading resumes is not forgotten: its `timeout` starts again at the resume.
 
 **Evidence of life** for the flap guard (`_state.py`): `alive_until` is the check before the one that
 last saw bytes, a lower bound of the last byte (as `IdleWatch.alive_until`).
@@ -52,12 +53,15 @@ class Heartbeat:
     nothing at all arrives within `timeout` seconds of that, the connection is lost with
     `Cause.HALF_OPEN` (`last_error` is a `HeartbeatTimeout`) and re-established. Any byte received
     counts as the reply. One timer per connection: the ping goes out between 1× and 2× `interval` after
-    the last byte, and a silent peer is dropped within `2 × interval + timeout` of its last byte.
+    the last byte, and a silent peer is dropped within `2 × interval + timeout` of its last byte (plus
+    the time an async `send` runs).
 
     Args:
         interval: Seconds without a received byte before a ping; > 0.
         timeout: Seconds to wait for any byte after a ping; > 0.
-        send: The ping: bytes to write (non-empty), or a callable taking the connection.
+        send: The ping: bytes to write (non-empty), or a callable taking the connection; an async
+            one pauses reading while it runs, so it writes the ping and returns (decision 50).
+            A `Wait` it returns (a `Pipeline.request()`) is not awaited (decision 51).
 
     Raises:
         TypeError: A number that is not a number of seconds; `send` neither bytes nor callable.
@@ -120,13 +124,20 @@ class HeartbeatWatch:
         self.paused = True
 
     def resume(self, now: float, received: int) -> None:
-        """Reading resumed: a full `interval` of silence from now is needed before the next ping."""
+        """Reading resumed: a ping still unanswered gets its full `timeout` from now (its reply may
+        have waited unread); otherwise a full `interval` of silence is needed before the next ping."""
         if received != self.mark:
             self.alive_until = self.checked_at
             self.mark = received
+            self.ping_at = None  # answered before the pause
         self.paused = False
-        self.ping_at = None
-        self.due_at = now + self.interval
+        if self.ping_at is None:
+            self.due_at = now + self.interval
+        else:
+            # Kept, not forgotten: an async `send` pauses reading itself, and forgetting its ping at
+            # every resume kept a silent peer connected for good (decision 50).
+            self.ping_at = now
+            self.due_at = now + min(self.interval, self.timeout)
 
     def check(self, now: float, received: int) -> tuple[Beat, float]:
         """Decide, at `now`, with `received` bytes counted so far: what to do, and the delay (in
@@ -139,8 +150,7 @@ class HeartbeatWatch:
             self.ping_at = None
             self.due_at = now + self.interval
         self.checked_at = now
-        if self.paused:
-            self.ping_at = None
+        if self.paused:  # no ping and no verdict: a reply could not be read (see `resume()`)
             self.due_at = now + self.interval
             return Beat.WAIT, self.interval
         if now < self.due_at - _EARLY:

@@ -44,6 +44,9 @@ DEFAULT_MAX_IN_FLIGHT: Final = 1000
 
 _UNSET: Final[Any] = object()
 
+#: The fewest requests waiting to be sent at which those given up are swept out of the queue.
+_PRUNE_AT: Final = 64
+
 #: Deadlines come from this clock, not the loop's (uvloop's is millisecond-grained).
 _now: Final = time.monotonic
 
@@ -128,6 +131,15 @@ class _Answer(Wait[A]):
     def __repr__(self) -> str:
         return "<Wait pending: await it>"
 
+    def abandon(self) -> None:
+        # A heartbeat's ping: its failure (the drop it detected) is nobody's to read.
+        self._future.add_done_callback(_read_outcome)
+
+
+def _read_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # read: asyncio does not log it as "never retrieved"
+
 
 class _Line:
     """The requests in flight on one connection, and whether the pipeline may send on it. Called
@@ -159,6 +171,8 @@ class _Line:
 
     def flush(self) -> None:
         outgoing, batch = self.outgoing, self.batch
+        if not outgoing:
+            return  # taken back by `_line_down`: the connection went before the end of the turn
         self.outgoing, self.batch = [], []
         conn = self.conn
         assert conn is not None
@@ -278,6 +292,7 @@ class Pipeline(Generic[A]):
         self._lines: dict[Connection, _Line] = {}
         self._single: _Line | None = None  # the line of a pipeline without a pool
         self._unsent: deque[_Request] = deque()
+        self._prune_at = _PRUNE_AT  # the length of `_unsent` at which given-up requests are dropped
         self._deadlines: deque[_Request] = deque()  # requests made on the loop, deadlines in order
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
@@ -369,6 +384,10 @@ class Pipeline(Generic[A]):
             TimeoutError: Sent, but no answer within the timeout (the answer, if it comes, is
                 dropped), or no slot freed within it (`max_in_flight`).
             Disconnected: The pipeline was closed, or its connection disconnected.
+            BufferFull: The request did not fit the connection's `max_write_buffer` (it was not
+                sent): the peer is not reading, or the request alone is larger than the limit.
+            LoopGone: The connections' event loop has ended (an `asyncio.run()` that returned
+                without `close()`).
             ProtocolError: The answer broke the protocol (or the framing made an error reply into
                 an exception of its own: that one is raised).
             TypeError: `data` is not bytes-like.
@@ -448,6 +467,11 @@ class Pipeline(Generic[A]):
         unsent = self._unsent
         while unsent and unsent[0].given_up:  # given up while waiting
             unsent.popleft()
+        if len(unsent) >= self._prune_at:
+            # Those given up behind a request still waiting (a longer timeout) would pile up, with
+            # their bytes, for as long as the connection is down: drop them all, at amortized O(1).
+            self._unsent = unsent = deque(waiting for waiting in unsent if not waiting.given_up)
+            self._prune_at = max(_PRUNE_AT, 2 * len(unsent))
         unsent.append(request)
         self._pump()
 
@@ -489,7 +513,16 @@ class Pipeline(Generic[A]):
         line.up = False
         conn = line.conn
         assert conn is not None
+        # This turn's requests were never written (the write comes at the end of the turn): they
+        # wait for the next connection, first in line, like every request not sent yet.
+        unwritten, line.outgoing, line.batch = line.batch, [], []
         in_flight, line.in_flight = line.in_flight, deque()
+        if unwritten:
+            taken_back = set(map(id, unwritten))
+            in_flight = deque(request for request in in_flight if id(request) not in taken_back)
+            for request in unwritten:
+                request.sent = False
+            self._unsent.extendleft(reversed(unwritten))
         if conn.state is State.CLOSED:
             error: BaseException = Disconnected(f"connection to {conn.endpoint} was disconnected")
         else:

@@ -109,6 +109,10 @@ class Wait(Generic[T]):
     def __bool__(self) -> bool:
         return bool(self.result())
 
+    def abandon(self) -> None:
+        """Say that nobody will await this wait: its outcome, a failure included, goes unread and
+        unlogged (connman does so with a `Wait` that a heartbeat's `send` returns)."""
+
     def __repr__(self) -> str:
         if self._value is _PENDING:
             return "<Wait pending: await it>"

@@ -33,7 +33,8 @@ DEFAULT_MAX_BUFFER: Final = 256 * 1024
 class Stream:
     """The bytes received on a connection, as an iterator of chunks; see the module docstring.
 
-    Use it as the `on_data` of a connection, or let it make one (`stream.connect(port, host)`)::
+    Use it as the `on_data` of a connection, or let it make one (`stream.connect(port, host)`): only
+    then does the iteration end at `disconnect()`; otherwise `close()` ends it::
 
         stream = connman.Stream()
         conn = stream.connect(port, host)
@@ -56,6 +57,7 @@ class Stream:
         "_closed",
         "_conn",
         "_delivered",
+        "_lock",
         "_loop",
         "_resume",
         "_signal",
@@ -80,6 +82,7 @@ class Stream:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0  # the loop's thread
         self._resume: asyncio.Future[None] | None = None  # reading paused until it is done
+        self._lock = threading.Lock()  # the producer's loop thread and a consumer in another thread
 
     def connect(
         self, port: int, host: str, *, manager: ConnectionManager | None = None, **options: Any
@@ -110,15 +113,18 @@ class Stream:
         """Keep `data` for the consumer; past `max_buffer`, return an awaitable (reading pauses)."""
         if self._closed:
             return None
-        self._chunks.append(data)
-        self._size += len(data)
-        self._delivered = True
+        resume = None
+        # Under the lock with the consumer's `_take()` (any thread): the count stays exact, and a
+        # consumer that empties the buffer either runs before this chunk is counted or sees `_resume`.
+        with self._lock:
+            self._chunks.append(data)
+            self._size += len(data)
+            self._delivered = True
+            if self._size > self.max_buffer:
+                loop = self._loop = asyncio.get_running_loop()
+                self._thread = threading.get_ident()
+                resume = self._resume = loop.create_future()
         self._signal.fire()
-        if self._size <= self.max_buffer:
-            return None
-        loop = self._loop = asyncio.get_running_loop()
-        self._thread = threading.get_ident()
-        resume = self._resume = loop.create_future()
         return resume
 
     def reset(self) -> None:
@@ -154,17 +160,20 @@ class Stream:
         return (self._signal,) if conn is None else (self._signal, conn.signal)
 
     def _take(self) -> bytes:
-        chunk = self._chunks.popleft()
-        self._size -= len(chunk)
-        if self._resume is not None and self._size <= self.max_buffer // 2:
+        with self._lock:
+            chunk = self._chunks.popleft()
+            self._size -= len(chunk)
+            caught_up = self._resume is not None and self._size <= self.max_buffer // 2
+        if caught_up:
             self._wake_producer()
         return chunk
 
     def _wake_producer(self) -> None:
-        resume, loop = self._resume, self._loop
-        if resume is None or loop is None:
-            return
-        self._resume = None
+        with self._lock:
+            resume, loop = self._resume, self._loop
+            if resume is None or loop is None:
+                return
+            self._resume = None
 
         def wake() -> None:
             if not resume.done():  # cancelled when the connection was disconnected

@@ -10,6 +10,7 @@ waits is `_portal.py`'s business: side effects happen at the call, from any thre
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import sys
@@ -646,6 +647,8 @@ class Connection:
             hub = self._hub
             if hub is not None and hub.listening:
                 self._report(hub, action, 0.0)
+                if self._machine.state is not State.CONNECTING:
+                    return  # a listener of AttemptStarted disconnected it: no attempt on a closed one
             self._execute(action)
 
     def _handle(self, event: Event) -> None:
@@ -667,6 +670,10 @@ class Connection:
                 break
             if hub is not None and hub.listening:
                 self._report(hub, action, self._state_since - entered)
+                if machine.state is not after and not isinstance(action, (NotifyReset, NotifyGaveUp)):
+                    # A listener moved it on (disconnect() on RetryScheduled): stale too. What
+                    # happened already (a loss, giving up) is still told to its callback.
+                    break
             self._execute(action)
 
     def _report(self, hub: Hub, action: Action, in_state: float) -> None:
@@ -980,7 +987,7 @@ class Connection:
             except ConnmanError as exc:  # BufferFull: the peer is not reading; the timeout will tell
                 logger.debug("! heartbeat to %s not written: %s", self._endpoint, exc)
         else:
-            self._dispatcher.call("heartbeat send", send, (self,))
+            self._dispatcher.call("heartbeat send", _ping_without_waiting(send), (self,))
 
     def _protocol_error(self, error: ProtocolError) -> None:
         # on_data raised it: stop reading at once, and reconnect with the cause.
@@ -1025,6 +1032,20 @@ class Connection:
                         beat.resume(_now(), protocol.received)
         if not busy:
             self._changed()
+
+
+def _ping_without_waiting(send: Callable[[Connection], object]) -> Callable[[Connection], object]:
+    # A `Wait` that `send` returns (a `Pipeline.request()`, the way to ping through a pipeline) is not
+    # awaited: its answer is the reply, and it can only be read once `send` has returned (decision 51).
+    @functools.wraps(send)
+    def ping(conn: Connection) -> object:
+        result = send(conn)
+        if isinstance(result, Wait):
+            result.abandon()
+            return None
+        return result
+
+    return ping
 
 
 def disconnect_many(conns: Sequence[Connection], timeout: float | None) -> Wait[bool]:

@@ -29,6 +29,7 @@ from ._options import (
     document_options,
 )
 from ._portal import Home, Wait, home_for_caller, on_exit
+from ._state import State
 from .connection import Connection, disconnect_many
 from .errors import PoolExists, PoolNotFound
 from .events import Listener
@@ -53,7 +54,9 @@ class ConnectionManager:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Re-entrant: on the loop's thread a connection's first attempt starts inside `connect()`,
+        # and a listener of that `AttemptStarted` may call back into the manager (decision 39).
+        self._lock = threading.RLock()
         self._connections: dict[Connection, None] = {}  # an ordered set
         self._pools: dict[str, Pool] = {}
         self._hub = Hub(self._forget)
@@ -140,7 +143,8 @@ class ConnectionManager:
         home = home_for_caller()
         with self._lock:
             conn = Connection(endpoint, callbacks, checked, home, self._hub)
-            self._connections[conn] = None
+            if conn.state is not State.CLOSED:  # a listener of its first event may disconnect it
+                self._connections[conn] = None
         return conn
 
     def _forget(self, conn: Connection) -> None:
@@ -297,7 +301,7 @@ class ConnectionManager:
         # A forked child shares the parent's sockets but not its loop thread: the parent's
         # connections are the parent's. The child starts with an empty registry (the pools empty
         # themselves: see pool.py).
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._hub.after_fork_in_child()  # the listeners stay subscribed
         self._connections.clear()
 

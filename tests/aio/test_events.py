@@ -14,7 +14,7 @@ import pytest
 import connman
 from connman import Cause, events
 from connman.testing import EchoServer
-from tests.conftest import BOUND, FAST, Recorder
+from tests.conftest import BOUND, FAST, Recorder, assert_nothing_pending
 
 E = TypeVar("E", bound=events.Event)
 
@@ -219,3 +219,71 @@ async def test_events_reach_a_listener_of_a_sync_program_on_the_loop_thread(
     await asyncio.to_thread(run)
     assert [name for name, _ in seen] == ["AttemptStarted", "Connected", "Closed"]
     assert {thread for _, thread in seen} == {"connman-loop"}
+
+
+def _call_back_into_the_manager_on_the_first_attempt(
+    cm: connman.ConnectionManager, port: int
+) -> tuple[connman.Connection, list[int]]:
+    # On the loop's thread the first attempt starts inside connect(), which held the manager's lock:
+    # a listener that called back into the manager (here: connections, then disconnect()) deadlocked
+    # the loop for good.
+    seen: list[int] = []
+
+    def listener(event: events.Event) -> None:
+        if isinstance(event, events.AttemptStarted):
+            seen.append(len(cm.connections))
+            event.conn.disconnect()
+
+    unsubscribe = cm.subscribe(listener)
+    try:
+        conn = cm.connect(port, "127.0.0.1")
+    finally:
+        unsubscribe()
+    return conn, seen
+
+
+async def test_a_listener_may_call_the_manager_and_disconnect_on_the_first_attempt() -> None:
+    cm = connman.ConnectionManager()  # not the fixture's: a deadlock must not hang its teardown
+    async with EchoServer() as server:
+        done: list[tuple[connman.Connection, list[int]]] = []
+        # In a thread of its own, so that a deadlock fails the test instead of hanging the suite.
+        loop_thread = threading.Thread(
+            target=lambda: done.append(asyncio.run(_on_a_loop(cm, server.port))), daemon=True
+        )
+        loop_thread.start()
+        loop_thread.join(BOUND)
+        assert done, "deadlocked in connect()"
+        conn, seen = done[0]
+        assert seen == [0]  # not registered yet while its first attempt starts
+        assert conn.state is connman.State.CLOSED
+        assert conn not in cm.connections  # disconnected before it was registered: never is
+
+
+async def _on_a_loop(cm: connman.ConnectionManager, port: int) -> tuple[connman.Connection, list[int]]:
+    conn, seen = _call_back_into_the_manager_on_the_first_attempt(cm, port)
+    assert await conn.wait_closed(BOUND)
+    return conn, seen
+
+
+async def test_a_listener_that_disconnects_on_retry_scheduled_leaves_no_retry_timer() -> None:
+    # The listener's disconnect() ran inside the report of ScheduleRetry, and the action ran after it
+    # anyway: a retry timer armed on a closed connection, holding it until the delay passed.
+    cm = connman.ConnectionManager()
+    async with EchoServer() as server:
+
+        def listener(event: events.Event) -> None:
+            if isinstance(event, events.RetryScheduled):
+                event.conn.disconnect()
+
+        cm.subscribe(listener)
+        resets: list[str] = []
+        backoff = connman.Backoff(initial=60.0, cap=60.0, jitter="none")
+        conn = cm.connect(server.port, "127.0.0.1", backoff=backoff, on_reset=lambda: resets.append("reset"))
+        assert await conn.wait_connected(BOUND)
+        server.drop_clients()
+        assert await conn.wait_closed(BOUND)
+        assert resets == ["reset"]  # the loss was announced before the retry was scheduled
+        loop = asyncio.get_running_loop()
+        timers = [handle for handle in getattr(loop, "_scheduled", []) if not handle.cancelled()]
+        assert not [handle for handle in timers if "_retry_due" in repr(handle)]
+        assert_nothing_pending()

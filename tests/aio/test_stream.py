@@ -4,6 +4,8 @@ one b"" per lost connection that delivered bytes; the end at disconnect()."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import sys
 import threading
 
 import pytest
@@ -117,3 +119,72 @@ def test_bad_arguments_are_refused() -> None:
         connman.Stream(max_buffer="big")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="on_data"):
         connman.Stream().connect(1, "127.0.0.1", on_data=print)
+
+
+def test_a_consumer_in_another_thread_never_stalls_a_paused_stream() -> None:
+    # The producer (the loop thread) counted a chunk, woke the consumer and only then armed the
+    # future that pauses reading: a consumer in another thread that emptied the buffer in between
+    # saw nothing to resume, and both waited for each other forever. A tiny switch interval makes
+    # the threads interleave at every bytecode; max_buffer=1 pauses at every chunk.
+    total = 64 * 1024 * 1024
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def flood() -> None:
+        peer, _ = listener.accept()
+        with peer:
+            block = b"x" * 4096
+            try:
+                for _ in range(total // len(block)):
+                    peer.sendall(block)
+                peer.recv(1)  # until the client goes
+            except OSError:
+                pass
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    stream = connman.Stream(max_buffer=1)
+    conn = stream.connect(listener.getsockname()[1], "127.0.0.1")
+    received = 0
+    done = threading.Event()
+
+    def consume() -> None:
+        nonlocal received
+        for chunk in stream:
+            received += len(chunk)
+            if received >= total:
+                break
+        done.set()
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        consumer = threading.Thread(target=consume, daemon=True)
+        consumer.start()
+        finished = done.wait(60)
+    finally:
+        sys.setswitchinterval(interval)
+        assert conn.disconnect(BOUND)  # ends a stalled iteration too
+        consumer.join(BOUND)
+        listener.close()
+        flooder.join(BOUND)
+    assert finished, f"stalled after {received} of {total} bytes, {stream.buffered} buffered"
+    assert received == total
+
+
+def test_a_stream_passed_as_on_data_ends_at_close_not_at_disconnect() -> None:
+    # What docs/framing.md says of a Stream given to connect() as its on_data: it cannot tell the
+    # disconnect from a loss (b""), and close() ends the iteration.
+    with ServerThread() as server:
+        stream = connman.Stream()
+        conn = connman.connect(server.port, "127.0.0.1", on_data=stream)
+        assert conn.wait_connected(BOUND)
+        conn.write(b"hello")
+        got = bytearray()
+        for chunk in stream:
+            got += chunk
+            if got == b"hello":
+                break
+        assert conn.disconnect(BOUND)
+        assert next(stream) == b""
+        stream.close()
+        assert list(stream) == []

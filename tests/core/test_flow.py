@@ -10,12 +10,14 @@ from __future__ import annotations
 import bisect
 import errno
 import itertools
+import random
 import ssl
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import pytest
 
-from connman import ConnectTimeout, IdleTimeout, State
+from connman import Backoff, BufferFull, ConnectTimeout, IdleTimeout, State
 from connman._flow import (
     CLOSE_LINGER,
     DEFAULT_HIGH_WATER,
@@ -25,7 +27,10 @@ from connman._flow import (
     admit_write,
     high_water,
     last_alive,
+    refusal,
 )
+from connman._options import DEFAULT_OPTIONS
+from connman._state import ConnectionMachine
 
 CONNECTING, CONNECTED, WAITING, FAILED, CLOSED = (
     State.CONNECTING,
@@ -477,3 +482,16 @@ def test_a_batch_being_flushed_stays_counted_until_the_transport_has_it() -> Non
     assert outbox.add_to_batch(b"de") is True  # a new batch starts: schedule another flush
     outbox.end_flush(len(data))
     assert outbox.batched == 2
+
+
+def test_a_write_larger_than_max_write_buffer_is_told_it_can_never_fit() -> None:
+    # The refusal used to say "the peer is not reading fast enough; wait for wait_writable()", which
+    # can never help a write that alone exceeds the limit (a huge request through a Pipeline).
+    options = replace(DEFAULT_OPTIONS, max_write_buffer=1000)
+    machine = ConnectionMachine(Backoff(), None, random.Random(0))
+    too_big = refusal(BUFFER_FULL, "db:5432", 1001, 0, 0, machine, options)
+    assert isinstance(too_big, BufferFull)
+    assert "larger than max_write_buffer=1000" in str(too_big)
+    assert "wait_writable" not in str(too_big)
+    behind = refusal(BUFFER_FULL, "db:5432", 600, 600, 0, machine, options)
+    assert "wait for wait_writable()" in str(behind)  # a write that fits once the peer reads

@@ -162,14 +162,42 @@ def test_no_ping_and_no_death_while_connman_pauses_reading() -> None:
     assert dead == pytest.approx(10.5 + IV + TO)
 
 
-def test_a_pause_while_a_ping_is_unanswered_forgets_the_ping() -> None:
+def test_a_pause_while_a_ping_is_unanswered_keeps_the_ping_with_its_timeout_from_the_resume() -> None:
     watch = HeartbeatWatch(BEAT, 0.0, 0)
     assert watch.check(IV, 0)[0] is Beat.PING
     watch.pause()
     assert watch.check(IV + TO, 0) == (Beat.WAIT, IV)  # no verdict while the reply could not be read
-    watch.resume(IV + TO + 5, 0)
-    assert watch.ping_at is None
-    assert watch.check(IV + TO + 5 + IV, 0)[0] is Beat.PING
+    resumed = IV + TO + 5
+    watch.resume(resumed, 0)
+    assert watch.ping_at == resumed
+    assert watch.check(resumed + TO * 0.9, 0)[0] is Beat.WAIT  # the reply may still come
+    assert watch.check(resumed + TO, 0)[0] is Beat.DEAD
+
+
+def test_a_reply_read_at_the_resume_answers_the_ping_kept_over_the_pause() -> None:
+    watch = HeartbeatWatch(BEAT, 0.0, 0)
+    assert watch.check(IV, 0)[0] is Beat.PING
+    watch.pause()
+    watch.resume(IV + 5, 0)
+    assert watch.check(IV + 5 + TO * 0.5, 3) == (Beat.WAIT, IV)  # answered: a full interval again
+
+
+def test_an_async_send_that_pauses_reading_at_every_ping_still_finds_a_silent_peer() -> None:
+    # The ping's own async `send` pauses reading from the ping until it returns (here 10 ms): the
+    # pause used to forget the ping, so a silent peer was pinged forever and never dropped.
+    watch = HeartbeatWatch(BEAT, 0.0, 0)
+    at, dead = IV, None
+    for _ in range(100):
+        beat, delay = watch.check(at, 0)
+        if beat is Beat.DEAD:
+            dead = at
+            break
+        if beat is Beat.PING:
+            watch.pause()
+            watch.resume(at + 0.01, 0)
+            delay = watch.due_at - at
+        at += delay
+    assert dead == pytest.approx(IV + 0.01 + TO)
 
 
 # ---- the value object --------------------------------------------------------------------------

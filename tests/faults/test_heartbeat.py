@@ -111,6 +111,31 @@ async def test_an_async_send_runs_in_turn_and_its_bytes_reach_the_peer(cm: connm
         assert conn.stats.resets == 0
 
 
+async def test_an_async_send_still_finds_a_peer_that_never_answers(
+    cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # An async send pauses reading while it runs (as every async callback): its ping used to be
+    # forgotten at the resume, so the silent peer was pinged forever and never dropped.
+    async with EchoServer(mode="silent", keep_data=True) as server:
+
+        async def send(conn: connman.Connection) -> None:
+            conn.write(b"PING\r\n")
+            await asyncio.sleep(0)
+
+        conn = cm.connect(
+            server.port,
+            "127.0.0.1",
+            **recorder.callbacks(),
+            heartbeat=connman.Heartbeat(INTERVAL, TIMEOUT, send),
+            backoff=FAST,
+        )
+        await recorder.wait("reset")
+        assert conn.last_cause is Cause.HALF_OPEN
+        assert isinstance(conn.last_error, connman.HeartbeatTimeout)
+        assert bytes(server.data).startswith(b"PING\r\n")
+        conn.disconnect()
+
+
 async def test_a_send_that_raises_is_reported_and_the_silence_ends_the_connection(
     cm: connman.ConnectionManager, caplog: pytest.LogCaptureFixture
 ) -> None:
