@@ -90,6 +90,8 @@ class _Request:
     def finish(self, answer: object, error: BaseException | None) -> None:
         if self.done:
             return
+        # Before `done`: a caller in another thread reads them as soon as it sees `done`.
+        self.answer, self.error = answer, error
         self.done = True
         if self.timer is not None:
             self.timer.cancel()
@@ -102,7 +104,6 @@ class _Request:
                 else:
                     future.set_result(answer)
             return
-        self.answer, self.error = answer, error
         assert self.signal is not None
         self.signal.fire()
 

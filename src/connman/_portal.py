@@ -110,8 +110,9 @@ class Wait(Generic[T]):
         return bool(self.result())
 
     def abandon(self) -> None:
-        """Say that nobody will await this wait: its outcome, a failure included, goes unread and
-        unlogged (connman does so with a `Wait` that a heartbeat's `send` returns)."""
+        """Say that nobody will await this wait: its outcome goes unread and unlogged.
+
+        A failure included. connman does so with a `Wait` that a heartbeat's `send` returns."""
 
     def __repr__(self) -> str:
         if self._value is _PENDING:

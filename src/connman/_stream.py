@@ -87,8 +87,10 @@ class Stream:
     def connect(
         self, port: int, host: str, *, manager: ConnectionManager | None = None, **options: Any
     ) -> Connection:
-        """Open a managed connection whose bytes this stream yields; the iteration ends when it is
-        disconnected. `options` are `connect()`'s, `on_connect` and `on_reset` included.
+        """Open a managed connection whose bytes this stream yields.
+
+        The iteration ends when it is disconnected. `options` are `connect()`'s, `on_connect` and
+        `on_reset` included.
 
         Raises:
             ValueError: The stream has a connection already.
@@ -128,8 +130,9 @@ class Stream:
         return resume
 
     def reset(self) -> None:
-        """The connection ended: mark it with `b""` if it delivered bytes (not at disconnect: the
-        iteration ends there)."""
+        """The connection ended: mark it with `b""` if it delivered bytes.
+
+        Not at disconnect: the iteration ends there."""
         conn = self._conn
         if conn is not None and conn.state is State.CLOSED:
             return
