@@ -30,6 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from run import build_server  # bench/run.py's: the same C server, built once
+
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "src"))
 sys.path.insert(0, str(BENCH))
@@ -68,18 +70,6 @@ async def run_variant(variant: str, kind: str, port: int, amount: int) -> dict[s
     for close in closers:
         close()
     return work.result()
-
-
-def build_server() -> Path:
-    build = BENCH / ".build"
-    build.mkdir(exist_ok=True)
-    binary, source = build / "epoll_server", BENCH / "epoll_server.c"
-    if not binary.exists() or binary.stat().st_mtime < source.stat().st_mtime:
-        compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-        if compiler is None:
-            raise SystemExit("needs a C compiler (cc, gcc or clang) for bench/epoll_server.c")
-        subprocess.run([compiler, "-O2", "-o", str(binary), str(source)], check=True)
-    return binary
 
 
 def child(variant: str, kind: str, port: int, amount: int, prefix: list[str] | None = None) -> dict[str, Any]:
