@@ -44,7 +44,7 @@ from collections import deque
 from typing import Final
 
 from ._causes import Cause, classify
-from ._heartbeat import HeartbeatWatch
+from ._heartbeat import EARLY, HeartbeatWatch
 from ._options import Options
 from ._state import ConnectionMachine, State
 from .errors import (
@@ -319,7 +319,6 @@ class IdleWatch:
         if self.paused:
             return self.timeout
         remaining = self.quiet_since + self.timeout - now
-        # A timer may fire a hair early on a coarse loop clock (uvloop's is millisecond-grained).
-        if remaining <= 0.001:
+        if remaining <= EARLY:  # a timer may fire a hair early on a coarse loop clock
             return None
         return remaining if remaining < self.timeout else self.timeout

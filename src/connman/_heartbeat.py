@@ -40,8 +40,9 @@ from ._backoff import _check_seconds
 
 __all__ = ["Beat", "Heartbeat", "HeartbeatWatch"]
 
-#: A timer may fire a hair early on a coarse loop clock (uvloop's is millisecond-grained).
-_EARLY: Final = 0.001
+#: A timer may fire a hair early on a coarse loop clock (uvloop's is millisecond-grained): a check
+#: this close to a deadline counts as at it (the idle deadline too, `_flow.IdleWatch`).
+EARLY: Final = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +154,7 @@ class HeartbeatWatch:
         if self.paused:  # no ping and no verdict: a reply could not be read (see `resume()`)
             self.due_at = now + self.interval
             return Beat.WAIT, self.interval
-        if now < self.due_at - _EARLY:
+        if now < self.due_at - EARLY:
             return Beat.WAIT, self.due_at - now
         ping_at = self.ping_at
         if ping_at is None:
@@ -161,7 +162,7 @@ class HeartbeatWatch:
             self.due_at = now + min(self.interval, self.timeout)
             return Beat.PING, self.due_at - now
         deadline = ping_at + self.timeout
-        if now >= deadline - _EARLY:
+        if now >= deadline - EARLY:
             return Beat.DEAD, 0.0
         self.due_at = min(deadline, now + self.interval)
         return Beat.WAIT, self.due_at - now
