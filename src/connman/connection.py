@@ -745,10 +745,10 @@ class Connection:
                     self._close(protocol)
             case NotifyGaveUp(error=error, reason=reason, attempts=attempts):
                 logger.warning(
-                    "giving up on %s (%s) after %d failed attempts: %r",
+                    "giving up on %s (%s) after %s: %r",
                     self._endpoint,
                     reason,
-                    attempts,
+                    _flow.failed_attempts(attempts),
                     error,
                 )
                 on_give_up = self._options.on_give_up
