@@ -40,7 +40,7 @@ STREAM_PEERS = [
     "asyncio-protocol",
     "connman-asyncio",
     "connman-asyncio+idle",
-    "connman-asyncio-no-slow-check",
+    "connman-asyncio+slow-check",
     "asyncio-buffered",
     "asyncio-streams",
     "twisted",
@@ -65,7 +65,7 @@ RATIOS = [
     ("connman-asyncio", "asyncio-protocol", 0.95, ("w3",)),
     ("connman-asyncio", "asyncio-buffered", None, ()),
     ("connman-asyncio+idle", "connman-asyncio", None, ()),
-    ("connman-asyncio-no-slow-check", "connman-asyncio", None, ()),
+    ("connman-asyncio+slow-check", "connman-asyncio", None, ()),
     ("connman-uvloop", "twisted", None, ()),
     ("node-connman-1.0", "node-net", None, ()),
 ]
@@ -131,7 +131,7 @@ def client_command(peer: str, workload: str, port: int, amount: int, *extra: str
 
 
 #: Peers that are another peer run with an environment variable set.
-PEER_ENVIRONMENT = {"connman-asyncio-no-slow-check": ("connman-asyncio", {"CONNMAN_SLOW_CALLBACK": "0"})}
+PEER_ENVIRONMENT = {"connman-asyncio+slow-check": ("connman-asyncio", {"CONNMAN_SLOW_CALLBACK": "0.1"})}
 
 
 def run_json(

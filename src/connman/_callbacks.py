@@ -35,16 +35,35 @@ from typing import Any, Final, Protocol, TypeAlias
 
 from .errors import ProtocolError
 
-__all__ = ["Callbacks", "Dispatcher", "Handler", "resolve_callbacks", "resume_caller"]
+__all__ = ["Callbacks", "Dispatcher", "Handler", "resolve_callbacks", "resume_caller", "slow_callback_limit"]
 
 logger: Final = logging.getLogger("connman")
 
 HOOKS: Final = ("on_connect", "on_data", "on_reset")
 
-#: A synchronous callback that runs longer than this, in seconds, is logged as a warning: it blocked
-#: the loop, and with it every connection on the loop (asyncio's debug mode uses 0.1 s too).
-#: `CONNMAN_SLOW_CALLBACK` overrides it; 0 turns the check off.
-SLOW_CALLBACK: Final = float(os.environ.get("CONNMAN_SLOW_CALLBACK", "0.1"))
+#: `CONNMAN_SLOW_CALLBACK`, in seconds, or None when unset; 0 turns the check off.
+_SLOW_SETTING: Final = os.environ.get("CONNMAN_SLOW_CALLBACK")
+
+#: A synchronous callback or event listener that runs longer than this, in seconds, is logged as a
+#: warning: it blocked the loop, and with it every connection on the loop (asyncio's debug mode uses
+#: 0.1 s too). Callbacks are timed only where `slow_callback_limit()` says so.
+SLOW_CALLBACK: Final = float(_SLOW_SETTING or "0.1")
+
+
+def slow_callback_limit(loop: asyncio.AbstractEventLoop, owned: bool) -> float:
+    """How long a sync callback on `loop` may run before a warning names it, in seconds; 0: untimed.
+
+    Timing costs two clock readings per callback, about a thousand instructions per received chunk
+    on the data path (decision 48), so it follows asyncio, which times its callbacks in debug mode
+    only: a connection's callbacks are timed when `CONNMAN_SLOW_CALLBACK` is set (its value; 0 turns
+    timing off), when `loop` runs in debug mode (`PYTHONASYNCIODEBUG=1`, `python -X dev`, or
+    `loop.set_debug(True)` before the connection is made), and on connman's own loop thread
+    (`owned`: the sync API's, where the thread hop costs far more). Anywhere else they are not.
+    """
+    if _SLOW_SETTING is not None:
+        return SLOW_CALLBACK
+    return SLOW_CALLBACK if owned or loop.get_debug() else 0.0
+
 
 _clock: Final = time.perf_counter
 
@@ -197,7 +216,16 @@ class Dispatcher:
     even when one asks for another (`conn.reconnect()` inside `on_data` asks for `on_reset`).
     """
 
-    __slots__ = ("_loop", "_on_busy", "_on_error", "_on_protocol_error", "_queue", "_running", "_task")
+    __slots__ = (
+        "_loop",
+        "_on_busy",
+        "_on_error",
+        "_on_protocol_error",
+        "_queue",
+        "_running",
+        "_slow",
+        "_task",
+    )
 
     def __init__(
         self,
@@ -205,8 +233,12 @@ class Dispatcher:
         on_error: Callable[[BaseException], object] | None,
         on_busy: Callable[[bool], None],
         on_protocol_error: Callable[[ProtocolError], None] | None = None,
+        slow: float = SLOW_CALLBACK,
     ) -> None:
         self._loop = loop
+        #: A sync callback running longer than this, in seconds, is named in a warning; 0: untimed
+        #: (see `slow_callback_limit()`).
+        self._slow = slow
         self._on_error = on_error
         self._on_busy = on_busy
         self._on_protocol_error = on_protocol_error
@@ -244,7 +276,8 @@ class Dispatcher:
         its arguments). What it raises, or an awaitable it returns (a predicate cannot be async), is
         reported like a failing callback, and the answer is then True.
         """
-        started = _clock()
+        slow = self._slow
+        started = _clock() if slow else 0.0
         try:
             answer = fn(*args)
             if inspect.isawaitable(answer):
@@ -260,7 +293,7 @@ class Dispatcher:
                 self.call(ON_ERROR, self._on_error, (exc,))
             return True
         finally:
-            if SLOW_CALLBACK > 0 and (elapsed := _clock() - started) > SLOW_CALLBACK:
+            if slow and (elapsed := _clock() - started) > slow:
                 _warn_slow(name, fn, elapsed)
 
     def clear(self) -> asyncio.Task[None] | None:
@@ -287,8 +320,9 @@ class Dispatcher:
             self._enqueue((fn, arg, name, then))
             return
         self._running = True
+        slow = self._slow
         while True:
-            started = _clock()
+            started = _clock() if slow else 0.0
             try:
                 result = fn(arg)
                 if result is not None and inspect.isawaitable(result):
@@ -301,7 +335,7 @@ class Dispatcher:
                 self._running = False  # not ours to catch (a CancelledError): stay usable, let it through
                 raise
             finally:
-                if SLOW_CALLBACK > 0 and (elapsed := _clock() - started) > SLOW_CALLBACK:
+                if slow and (elapsed := _clock() - started) > slow:
                     _warn_slow(name, fn, elapsed)
             queue = self._queue
             if not queue:

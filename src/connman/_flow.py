@@ -65,6 +65,7 @@ __all__ = [
     "IdleWatch",
     "Outbox",
     "admit_write",
+    "failed_attempts",
     "high_water",
     "last_alive",
     "refusal",
@@ -93,6 +94,11 @@ class Admit(enum.Enum):
 
 SEND: Final = Admit.SEND
 QUEUE: Final = Admit.QUEUE
+
+
+def failed_attempts(count: int) -> str:
+    """ "1 failed attempt", "3 failed attempts": for messages."""
+    return f"{count} failed attempt{'' if count == 1 else 's'}"
 
 
 def admit_write(
@@ -168,7 +174,7 @@ def refusal(
                 if reason == "max_attempts"
                 else f"give_up_after={options.give_up_after} s"
             )
-            why = f"after {machine.failures} failed attempts ({limit}; last error: {machine.last_error!r})"
+            why = f"after {failed_attempts(machine.failures)} ({limit}; last error: {machine.last_error!r})"
         return GaveUp(
             f"connection to {endpoint} gave up {why}; call reconnect() to try again",
             reason=reason,

@@ -135,11 +135,13 @@ class Home:
     """The event loop an object lives on and the thread that runs it. Shared by every connection
     made on that loop in that thread."""
 
-    __slots__ = ("__weakref__", "loop", "thread_id")
+    __slots__ = ("__weakref__", "loop", "owned", "thread_id")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, thread_id: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread_id: int, owned: bool = False) -> None:
         self.loop = loop
         self.thread_id = thread_id
+        #: Whether the loop is connman's own loop thread's (the sync API's), not the application's.
+        self.owned = owned
 
     def here(self) -> bool:
         """Whether the caller runs on this loop's thread."""
@@ -392,7 +394,7 @@ class LoopThread:
         thread.start()
         ready.wait()
         assert thread.ident is not None
-        self._home = Home(loop, thread.ident)
+        self._home = Home(loop, thread.ident, owned=True)
         logger.debug("= started the background loop thread (%s)", type(loop).__module__)
 
     def stop(self, timeout: float = EXIT_TIMEOUT) -> bool:

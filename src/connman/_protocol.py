@@ -42,7 +42,7 @@ class Link(Protocol):
 class ManagedProtocol(asyncio.Protocol):
     """The protocol of one attempt; inert once `active` is cleared."""
 
-    __slots__ = ("active", "deliver", "flushing", "link", "on_data", "received", "transport")
+    __slots__ = ("active", "deliver", "flushing", "linger", "link", "on_data", "received", "transport")
 
     def __init__(self, link: Link, deliver: Callable[[Callable[[bytes], object], bytes], None], on_data: Any):
         self.link = link
@@ -50,6 +50,8 @@ class ManagedProtocol(asyncio.Protocol):
         self.on_data = on_data
         self.active = True
         self.flushing = False  # closing gracefully: see close_gracefully()
+        #: The timer that aborts this transport if its graceful close takes too long (the link's).
+        self.linger: asyncio.TimerHandle | None = None
         #: Bytes received on this transport and handed to `on_data`.
         self.received = 0
         self.transport: asyncio.Transport | None = None

@@ -101,7 +101,9 @@ class Stream:
         given = sorted({"on_data", "handler"} & options.keys())
         if given:
             raise TypeError(f"the stream is the connection's on_data; do not pass {', '.join(given)}")
-        self._conn = (manager or default_manager()).connect(port, host, on_data=self, **options)
+        self._conn = (manager if manager is not None else default_manager()).connect(
+            port, host, on_data=self, **options
+        )
         return self._conn
 
     @property

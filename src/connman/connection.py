@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _flow, events
-from ._callbacks import Callbacks, Dispatcher, resume_caller
+from ._callbacks import Callbacks, Dispatcher, resume_caller, slow_callback_limit
 from ._causes import Cause, classify
 from ._dial import dial
 from ._endpoints import Route, UnixEndpoint
@@ -153,7 +153,11 @@ class Connection:
             options.backoff, options.max_attempts, give_up_after=options.give_up_after
         )
         self._dispatcher = Dispatcher(
-            home.loop, callbacks.on_error, self._callbacks_busy, self._protocol_error
+            home.loop,
+            callbacks.on_error,
+            self._callbacks_busy,
+            self._protocol_error,
+            slow=slow_callback_limit(home.loop, home.owned),
         )
         self._signal = Signal()
         self._changes = 0
@@ -741,10 +745,10 @@ class Connection:
                     self._close(protocol)
             case NotifyGaveUp(error=error, reason=reason, attempts=attempts):
                 logger.warning(
-                    "giving up on %s (%s) after %d failed attempts: %r",
+                    "giving up on %s (%s) after %s: %r",
                     self._endpoint,
                     reason,
-                    attempts,
+                    _flow.failed_attempts(attempts),
                     error,
                 )
                 on_give_up = self._options.on_give_up
@@ -775,7 +779,9 @@ class Connection:
             return
         protocol.close_gracefully()
         # A peer that stopped reading, or never closes, must not hold the socket forever.
-        self._linger = self._home.loop.call_later(_flow.CLOSE_LINGER, self._abort_lingering, transport)
+        self._linger = protocol.linger = self._home.loop.call_later(
+            _flow.CLOSE_LINGER, self._abort_lingering, transport
+        )
 
     def _abort_lingering(self, transport: asyncio.Transport) -> None:
         self._linger = None
@@ -897,6 +903,9 @@ class Connection:
     def closed(self, protocol: ManagedProtocol) -> None:
         """Internal, for the protocol: a transport finished closing."""
         self._live -= 1
+        if protocol.linger is not None:  # closed in time: a stale transport's timer, or the current one's
+            protocol.linger.cancel()
+            protocol.linger = None
         if self._live == 0 and self._linger is not None:
             self._linger.cancel()
             self._linger = None

@@ -42,6 +42,7 @@ async def test_a_sync_callback_queued_behind_an_async_one_is_warned_about_when_s
         time.sleep(0.15)  # longer than SLOW_CALLBACK (0.1 s): it blocks the loop, on purpose
         rec.add("reset")
 
+    asyncio.get_running_loop().set_debug(True)  # on the application's loop, timed in debug mode only
     conn = cm.connect(server.port, "127.0.0.1", on_data=on_data, on_reset=sluggish_on_reset, backoff=SLOW)
     assert await conn.wait_connected(BOUND)
     conn.write(b"x")
@@ -53,6 +54,94 @@ async def test_a_sync_callback_queued_behind_an_async_one_is_warned_about_when_s
         await rec.wait("reset")
     messages = [r.getMessage() for r in caplog.records]
     assert any("on_reset callback" in m and "sluggish_on_reset blocked the event loop" in m for m in messages)
+
+
+# ---- where callbacks are timed (decision 48) -----------------------------------------------------
+
+
+async def test_callbacks_on_a_loop_not_in_debug_mode_are_not_timed(
+    server: EchoServer, cm: connman.ConnectionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+
+    def sluggish_on_data(data: bytes) -> None:
+        time.sleep(0.15)  # past 0.1 s: a debug-mode loop would name it
+        rec.add("data")
+
+    assert not asyncio.get_running_loop().get_debug()
+    conn = cm.connect(server.port, "127.0.0.1", on_data=sluggish_on_data)
+    assert await conn.wait_connected(BOUND)
+    with caplog.at_level(logging.WARNING, logger="connman"):
+        conn.write(b"x")
+        await rec.wait("data")
+    assert not [r for r in caplog.records if "blocked the event loop" in r.getMessage()]
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_connman_slow_callback_set_times_callbacks_on_any_loop(tmp_path: Path, debug: bool) -> None:
+    done = run_script(
+        tmp_path,
+        f"""
+        import asyncio, logging, time
+        import connman
+        from connman.testing import EchoServer
+
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+        async def main():
+            got = asyncio.Event()
+
+            def sluggish_on_data(data):
+                time.sleep(0.08)
+                got.set()
+
+            async with EchoServer() as server, connman.ConnectionManager() as cm:
+                conn = cm.connect(server.port, "127.0.0.1", on_data=sluggish_on_data)
+                await conn.wait_connected(5)
+                conn.write(b"x")
+                await asyncio.wait_for(got.wait(), 5)
+
+        asyncio.run(main(), debug={debug})
+        """,
+        {"CONNMAN_SLOW_CALLBACK": "0.05"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert (
+        "on_data callback" in done.stderr and "sluggish_on_data blocked the event loop for 0.0" in done.stderr
+    )
+
+
+def test_connman_slow_callback_0_turns_timing_off_even_in_debug_mode(tmp_path: Path) -> None:
+    done = run_script(
+        tmp_path,
+        """
+        import asyncio, logging, time
+        import connman
+        from connman.testing import EchoServer
+
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+
+        async def main():
+            got = asyncio.Event()
+
+            def sluggish_on_data(data):
+                time.sleep(0.15)
+                got.set()
+
+            async with EchoServer() as server, connman.ConnectionManager() as cm:
+                conn = cm.connect(server.port, "127.0.0.1", on_data=sluggish_on_data)
+                await conn.wait_connected(5)
+                conn.write(b"x")
+                await asyncio.wait_for(got.wait(), 5)
+            print("delivered")
+
+        asyncio.run(main(), debug=True)
+        """,
+        {"CONNMAN_SLOW_CALLBACK": "0"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "delivered"
+    assert "blocked the event loop" not in done.stderr
 
 
 # ---- on_error is a callback like the others ------------------------------------------------------

@@ -296,6 +296,19 @@ async def test_disconnect_after_giving_up(cm: connman.ConnectionManager) -> None
     assert conn.stats.state is State.CLOSED
 
 
+async def test_giving_up_after_one_attempt_says_one_failed_attempt(
+    cm: connman.ConnectionManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="connman"):
+        conn = cm.connect(9, "127.0.0.1", backoff=FAST, max_attempts=1)
+        async with asyncio.timeout(BOUND):
+            while conn.state is not State.FAILED:
+                await conn.wait_changed()
+    with pytest.raises(connman.GaveUp, match=r"gave up after 1 failed attempt \("):
+        conn.write(b"x")
+    assert any("(max_attempts) after 1 failed attempt:" in r.getMessage() for r in caplog.records)
+
+
 async def test_reconnect_revives_a_failed_connection(
     cm: connman.ConnectionManager, recorder: Recorder, down_server: EchoServer
 ) -> None:

@@ -493,3 +493,19 @@ def test_durations_under_uvloop_are_finer_than_a_millisecond() -> None:
     run_on(new_uvloop, body)
     assert sum(map(fine_grained, latencies)) >= 4, latencies
     assert sum(map(fine_grained, in_state)) >= 4, in_state
+
+
+async def test_a_reconnect_leaves_no_linger_timer_once_the_old_transport_closed(
+    server: EchoServer, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # The old transport closes within its linger; its abort timer must go with it, not wait out
+    # CLOSE_LINGER holding the connection (the timer's repr names connman only in debug mode).
+    asyncio.get_running_loop().set_debug(True)
+    conn = cm.connect(server.port, "127.0.0.1", on_connect=recorder.on_connect, backoff=FAST)
+    await recorder.wait("connect")
+    conn.reconnect()
+    await recorder.until(lambda: recorder.count("connect") == 2)
+    await recorder.until(lambda: conn.stats.state is connman.State.CONNECTED and server.clients == 1)
+    async with asyncio.timeout(BOUND):
+        await cm.aclose()
+    assert_nothing_pending()

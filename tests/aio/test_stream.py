@@ -188,3 +188,17 @@ def test_a_stream_passed_as_on_data_ends_at_close_not_at_disconnect() -> None:
         assert next(stream) == b""
         stream.close()
         assert list(stream) == []
+
+
+async def test_connect_with_an_empty_manager_registers_with_that_manager(
+    server: EchoServer, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # An empty ConnectionManager is falsy (it has a length): `manager or default` picked the default.
+    assert len(cm) == 0
+    stream = connman.Stream()
+    conn = stream.connect(server.port, "127.0.0.1", manager=cm, on_connect=recorder.on_connect)
+    assert conn in cm.connections and conn not in connman.default_manager().connections
+    await recorder.wait("connect")
+    async with asyncio.timeout(BOUND):
+        await cm.aclose()
+    assert conn.state is connman.State.CLOSED

@@ -197,7 +197,7 @@ def test_the_exit_statuses_are_in_the_top_level_help() -> None:
     done = subprocess.run(connman_command("--help"), capture_output=True, text=True, env=ENV, timeout=30)
     statuses = done.stdout.split("exit status:\n", 1)[1]
     codes = [line.split()[0] for line in statuses.splitlines() if line.strip()]
-    assert codes == ["0", "1", "2", "3", "130"]
+    assert codes == ["0", "1", "2", "3", "130", "141"]
     assert "--max-attempts" in statuses and "watch --once" in statuses and "Ctrl-C" in statuses
 
 
@@ -259,3 +259,34 @@ async def test_live_view_redraws_the_table_in_place_on_a_terminal(server: EchoSe
     plain = io.StringIO()
     LiveView(plain).event("an event")
     assert plain.getvalue() == "an event\n"  # not a terminal: plain lines
+
+
+def test_cat_exits_141_when_its_stdout_reader_goes_away() -> None:
+    # `connman cat HOST:PORT | head -1`: once head exits, cat must stop, even while it waits for stdin.
+    with ServerThread(EchoServer()) as server:
+        process = subprocess.Popen(
+            connman_command("cat", f"127.0.0.1:{server.port}"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=ENV,
+        )
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            process.stdin.write(b"first\n")
+            process.stdin.flush()
+            assert process.stdout.readline() == b"first\n"
+            process.stdout.close()  # head -1 is done; stdin stays open, so cat waits for it
+            process.stdin.write(b"second\n")  # its echo meets the closed pipe
+            process.stdin.flush()
+            assert process.wait(BOUND) == 141
+            assert process.stderr is not None
+            stderr = process.stderr.read().decode()
+            assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait(BOUND)
+            process.stdin.close()
+            if process.stderr is not None:
+                process.stderr.close()

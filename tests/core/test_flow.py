@@ -25,6 +25,7 @@ from connman._flow import (
     IdleWatch,
     Outbox,
     admit_write,
+    failed_attempts,
     high_water,
     last_alive,
     refusal,
@@ -495,3 +496,10 @@ def test_a_write_larger_than_max_write_buffer_is_told_it_can_never_fit() -> None
     assert "wait_writable" not in str(too_big)
     behind = refusal(BUFFER_FULL, "db:5432", 600, 600, 0, machine, options)
     assert "wait for wait_writable()" in str(behind)  # a write that fits once the peer reads
+
+
+@pytest.mark.parametrize(
+    ("count", "phrase"), [(0, "0 failed attempts"), (1, "1 failed attempt"), (2, "2 failed attempts")]
+)
+def test_failed_attempts_are_counted_in_words(count: int, phrase: str) -> None:
+    assert failed_attempts(count) == phrase

@@ -2,7 +2,8 @@
 
 Exit status: 0 success; 1 `demo` did not recover everything, or `watch --once` found an endpoint down;
 2 bad arguments; 3 `cat` gave up (`--max-attempts` / `--give-up-after`) with input unsent; 130
-interrupted (Ctrl-C). 4 is not used: `cat` pushes back on stdin rather than overflow (decision 28).
+interrupted (Ctrl-C); 141 `cat`'s stdout closed (`| head`). 4 is not used: `cat` pushes back on stdin
+rather than overflow (decision 28).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ EXAMPLES = {
   connman cat --max-attempts 5 [::1]:6379 < commands.txt
   printf 'PING\\r\\n' | connman cat unix:/run/redis/redis.sock
 
-exit status: 0 stdin sent, 2 bad arguments, 3 gave up with input unsent, 130 interrupted""",
+exit status: 0 stdin sent, 2 bad arguments, 3 gave up with input unsent, 130 interrupted,
+141 stdout closed (| head)""",
     "watch": """examples:
   connman watch 127.0.0.1:11211 127.0.0.1:6379
   connman watch --once --timeout 2 db:5432 cache:11211 && echo all up
@@ -44,7 +46,8 @@ EXIT_STATUSES = """exit status:
   1    demo: not everything recovered; watch --once: an endpoint is down
   2    bad arguments
   3    cat: gave up (--max-attempts, --give-up-after) with input unsent
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  141  cat: stdout closed (a `| head` that stopped reading)"""
 
 EXIT_INTERRUPTED = 130
 

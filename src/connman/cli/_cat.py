@@ -8,6 +8,8 @@ bytes in flight when a connection drops can be lost with it). When stdin ends, c
 everything read has been sent, keeps printing what arrives for `--linger` seconds while the
 connection is up, and exits 0; with nothing left to send it exits at once even if nothing listens.
 It gives up (exit 3) only through `--max-attempts` / `--give-up-after`, and only with input unsent.
+When stdout's reader goes away (`connman cat ... | head -1`), cat stops and exits 141, as `cat` does
+when SIGPIPE ends it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 
 import connman
@@ -24,9 +29,11 @@ from connman._options import Endpoint
 
 from ._status import connect_to
 
-__all__ = ["EXIT_GAVE_UP", "run"]
+__all__ = ["EXIT_GAVE_UP", "EXIT_OUTPUT_CLOSED", "run"]
 
 EXIT_GAVE_UP = 3
+#: stdout's reader went away: 128 + SIGPIPE, what a shell reports for `cat` ended by SIGPIPE.
+EXIT_OUTPUT_CLOSED = 128 + signal.SIGPIPE
 EXIT_INTERRUPTED = 130
 
 #: The most bytes read from stdin at a time (and written at a time).
@@ -50,9 +57,26 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
     # A chunk never exceeds the queue, so that an empty queue always takes one.
     chunk_size = min(CHUNK, args.queue) if args.queue else CHUNK
 
+    output_closed = threading.Event()
+    main_thread = threading.get_ident()
+
     def on_data(data: bytes) -> None:
-        stdout.write(data)
-        stdout.flush()
+        if output_closed.is_set():
+            return
+        try:
+            stdout.write(data)
+            stdout.flush()
+        except BrokenPipeError:
+            # This runs on connman's loop thread; the main thread may be blocked reading stdin. A
+            # signal to it interrupts that read, and its handler ends the run (`_OutputClosed`).
+            output_closed.set()
+            signal.pthread_kill(main_thread, signal.SIGUSR1)
+
+    def on_wake(signum: int, frame: object) -> None:
+        if output_closed.is_set():
+            raise _OutputClosed
+
+    previous_handler = signal.signal(signal.SIGUSR1, on_wake)
 
     def on_connect(conn: connman.Connection) -> None:
         latency = conn.stats.connect_latency or 0.0
@@ -87,8 +111,17 @@ def run(args: argparse.Namespace, backoff: connman.Backoff) -> int:
         return 0
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except _OutputClosed:
+        # Python flushes stdout at exit, which would fail again and print a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        return EXIT_OUTPUT_CLOSED
     finally:
+        signal.signal(signal.SIGUSR1, previous_handler)
         conn.disconnect()
+
+
+class _OutputClosed(Exception):
+    """stdout's reader went away (`| head`): cat stops."""
 
 
 def _send(conn: connman.Connection, chunk: bytes, verbose: bool) -> bool:
