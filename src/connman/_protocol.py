@@ -50,7 +50,7 @@ class ManagedProtocol(asyncio.Protocol):
         self.on_data = on_data
         self.active = True
         self.flushing = False  # closing gracefully: see close_gracefully()
-        #: The timer that aborts this transport if its graceful close takes too long (the link's).
+        #: The timer that aborts this transport if its graceful close takes too long (set by the link).
         self.linger: asyncio.TimerHandle | None = None
         #: Bytes received on this transport and handed to `on_data`.
         self.received = 0

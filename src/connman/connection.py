@@ -116,7 +116,6 @@ class Connection:
         "_hub",
         "_idle",
         "_idle_timer",
-        "_linger",
         "_live",
         "_machine",
         "_options",
@@ -163,7 +162,6 @@ class Connection:
         self._changes = 0
         self._attempt: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._linger: asyncio.TimerHandle | None = None
         self._idle: IdleWatch | None = None
         self._beat: HeartbeatWatch | None = None
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -501,10 +499,10 @@ class Connection:
             machine.handle(DisconnectRequested())
             self._state_since = _now()
             self._forget_pending()
-        for handle in (self._timer, self._idle_timer, self._linger):
+        for handle in (self._timer, self._idle_timer):
             if handle is not None:
                 handle.cancel()
-        self._timer = self._idle_timer = self._linger = None
+        self._timer = self._idle_timer = None
         self._attempt = None
         transport = self._transport
         self._deactivate()
@@ -779,12 +777,12 @@ class Connection:
             return
         protocol.close_gracefully()
         # A peer that stopped reading, or never closes, must not hold the socket forever.
-        self._linger = protocol.linger = self._home.loop.call_later(
-            _flow.CLOSE_LINGER, self._abort_lingering, transport
+        protocol.linger = self._home.loop.call_later(
+            _flow.CLOSE_LINGER, self._abort_lingering, protocol, transport
         )
 
-    def _abort_lingering(self, transport: asyncio.Transport) -> None:
-        self._linger = None
+    def _abort_lingering(self, protocol: ManagedProtocol, transport: asyncio.Transport) -> None:
+        protocol.linger = None
         unsent = transport.get_write_buffer_size()
         if unsent:
             logger.warning(
@@ -903,12 +901,9 @@ class Connection:
     def closed(self, protocol: ManagedProtocol) -> None:
         """Internal, for the protocol: a transport finished closing."""
         self._live -= 1
-        if protocol.linger is not None:  # closed in time: a stale transport's timer, or the current one's
+        if protocol.linger is not None:  # closed in time: its abort timer goes with it
             protocol.linger.cancel()
             protocol.linger = None
-        if self._live == 0 and self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
         self._changed()
 
     def writing_paused(self, paused: bool) -> None:
