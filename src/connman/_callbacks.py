@@ -233,7 +233,8 @@ class Dispatcher:
         on_error: Callable[[BaseException], object] | None,
         on_busy: Callable[[bool], None],
         on_protocol_error: Callable[[ProtocolError], None] | None = None,
-        slow: float = SLOW_CALLBACK,
+        *,
+        slow: float,
     ) -> None:
         self._loop = loop
         #: A sync callback running longer than this, in seconds, is named in a warning; 0: untimed

@@ -77,9 +77,12 @@ async def test_callbacks_on_a_loop_not_in_debug_mode_are_not_timed(
     assert not [r for r in caplog.records if "blocked the event loop" in r.getMessage()]
 
 
-@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
-def test_connman_slow_callback_set_times_callbacks_on_any_loop(tmp_path: Path, debug: bool) -> None:
-    done = run_script(
+def run_sluggish_on_data(
+    tmp_path: Path, setting: str, debug: bool, sleep: float
+) -> subprocess.CompletedProcess[str]:
+    """A plain script whose `on_data` sleeps `sleep` s, with CONNMAN_SLOW_CALLBACK=`setting`; its
+    stdout says "delivered" once the callback ran, its stderr has connman's warnings."""
+    return run_script(
         tmp_path,
         f"""
         import asyncio, logging, time
@@ -92,40 +95,7 @@ def test_connman_slow_callback_set_times_callbacks_on_any_loop(tmp_path: Path, d
             got = asyncio.Event()
 
             def sluggish_on_data(data):
-                time.sleep(0.08)
-                got.set()
-
-            async with EchoServer() as server, connman.ConnectionManager() as cm:
-                conn = cm.connect(server.port, "127.0.0.1", on_data=sluggish_on_data)
-                await conn.wait_connected(5)
-                conn.write(b"x")
-                await asyncio.wait_for(got.wait(), 5)
-
-        asyncio.run(main(), debug={debug})
-        """,
-        {"CONNMAN_SLOW_CALLBACK": "0.05"},
-    )
-    assert done.returncode == 0, done.stderr
-    assert (
-        "on_data callback" in done.stderr and "sluggish_on_data blocked the event loop for 0.0" in done.stderr
-    )
-
-
-def test_connman_slow_callback_0_turns_timing_off_even_in_debug_mode(tmp_path: Path) -> None:
-    done = run_script(
-        tmp_path,
-        """
-        import asyncio, logging, time
-        import connman
-        from connman.testing import EchoServer
-
-        logging.basicConfig(level=logging.WARNING, format="%(message)s")
-
-        async def main():
-            got = asyncio.Event()
-
-            def sluggish_on_data(data):
-                time.sleep(0.15)
+                time.sleep({sleep})
                 got.set()
 
             async with EchoServer() as server, connman.ConnectionManager() as cm:
@@ -135,10 +105,23 @@ def test_connman_slow_callback_0_turns_timing_off_even_in_debug_mode(tmp_path: P
                 await asyncio.wait_for(got.wait(), 5)
             print("delivered")
 
-        asyncio.run(main(), debug=True)
+        asyncio.run(main(), debug={debug})
         """,
-        {"CONNMAN_SLOW_CALLBACK": "0"},
+        {"CONNMAN_SLOW_CALLBACK": setting},
     )
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["plain", "debug"])
+def test_connman_slow_callback_set_times_callbacks_on_any_loop(tmp_path: Path, debug: bool) -> None:
+    done = run_sluggish_on_data(tmp_path, "0.05", debug, sleep=0.08)
+    assert done.returncode == 0, done.stderr
+    assert (
+        "on_data callback" in done.stderr and "sluggish_on_data blocked the event loop for 0.0" in done.stderr
+    )
+
+
+def test_connman_slow_callback_0_turns_timing_off_even_in_debug_mode(tmp_path: Path) -> None:
+    done = run_sluggish_on_data(tmp_path, "0", debug=True, sleep=0.15)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "delivered"
     assert "blocked the event loop" not in done.stderr
