@@ -8,7 +8,7 @@ is paused: an async `on_data` gets backpressure for free. A callback asked for w
 connection never overlap, sync or async.
 
 An `on_data` that raises `ProtocolError` is different: the peer broke the protocol, not the callback.
-It is logged as a warning and handed to the connection (`on_protocol_error`), which drops the
+It is logged as a warning and handed to the connection (`Host.protocol_error`), which drops the
 connection with `Cause.PROTOCOL`; `on_error` does not run. An `on_data` object with a `reset()` method
 (the `connman.framing` splitters) has it called, in turn, each time an attempt or a connection ends,
 so that no frame spans two connections.
@@ -35,7 +35,15 @@ from typing import Any, Final, Protocol, TypeAlias
 
 from .errors import ProtocolError
 
-__all__ = ["Callbacks", "Dispatcher", "Handler", "resolve_callbacks", "resume_caller", "slow_callback_limit"]
+__all__ = [
+    "Callbacks",
+    "Dispatcher",
+    "Handler",
+    "Host",
+    "resolve_callbacks",
+    "resume_caller",
+    "slow_callback_limit",
+]
 
 logger: Final = logging.getLogger("connman")
 
@@ -206,6 +214,16 @@ def _warn_slow(name: str, fn: Callable[..., object], elapsed: float) -> None:
     )
 
 
+class Host(Protocol):
+    """What a dispatcher tells the connection it serves."""
+
+    def callbacks_busy(self, busy: bool) -> None:
+        """An async callback started (True) or the last one in a row ended (False)."""
+
+    def protocol_error(self, error: ProtocolError) -> None:
+        """`on_data` raised `ProtocolError`: the peer broke the protocol, drop the connection."""
+
+
 class Dispatcher:
     """Run one connection's callbacks one at a time, in the order they were asked for.
 
@@ -217,10 +235,9 @@ class Dispatcher:
     """
 
     __slots__ = (
+        "_host",
         "_loop",
-        "_on_busy",
         "_on_error",
-        "_on_protocol_error",
         "_queue",
         "_running",
         "_slow",
@@ -231,8 +248,7 @@ class Dispatcher:
         self,
         loop: asyncio.AbstractEventLoop,
         on_error: Callable[[BaseException], object] | None,
-        on_busy: Callable[[bool], None],
-        on_protocol_error: Callable[[ProtocolError], None] | None = None,
+        host: Host,
         *,
         slow: float,
     ) -> None:
@@ -241,8 +257,9 @@ class Dispatcher:
         #: (see `slow_callback_limit()`).
         self._slow = slow
         self._on_error = on_error
-        self._on_busy = on_busy
-        self._on_protocol_error = on_protocol_error
+        # The connection, told when a callback keeps it busy and when on_data finds a broken
+        # protocol: one reference rather than two bound methods (W4 keeps 10,000 dispatchers).
+        self._host = host
         # Made on first use: most connections never queue a callback, and an empty deque is 600 bytes.
         self._queue: deque[_Call] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -358,9 +375,9 @@ class Dispatcher:
             queue.append(call)
 
     def _failed(self, name: str, exc: BaseException) -> None:
-        if name == "on_data" and isinstance(exc, ProtocolError) and self._on_protocol_error is not None:
+        if name == "on_data" and isinstance(exc, ProtocolError):
             logger.warning("the peer broke the protocol: %s; dropping the connection", exc)
-            self._on_protocol_error(exc)
+            self._host.protocol_error(exc)
             return
         _log_failure(name, exc)
         on_error = self._on_error
@@ -375,7 +392,7 @@ class Dispatcher:
         # its body, and the application's coroutine inside it must still be closed.
         task.add_done_callback(lambda task: self._finished(task, awaitable))
         if not already_busy:
-            self._on_busy(True)
+            self._host.callbacks_busy(True)
 
     async def _await(self, name: str, awaitable: Awaitable[object], then: Then | None) -> None:
         try:
@@ -401,4 +418,4 @@ class Dispatcher:
     def _end_await(self) -> None:
         self._task = None
         self._running = False
-        self._on_busy(False)
+        self._host.callbacks_busy(False)

@@ -2,9 +2,10 @@
 
 Or: connect a Unix socket; or get the socket from a `dialer` (a proxy) and run TLS on it.
 
-The whole attempt is bounded by `connect_timeout`. A resolver that is a plain function may block (it
-may do DNS itself), so it runs on a thread of its own: a blocking resolver must neither stall the
-loop, and every other connection on it, nor outlast `connect_timeout`.
+The attempt's task runs the coroutine; its protocol bounds it by `connect_timeout`. A resolver that
+is a plain function may block (it may do DNS itself), so it runs on a thread of its own: a blocking
+resolver must neither stall the loop, and every other connection on it, nor outlast
+`connect_timeout`.
 """
 
 from __future__ import annotations
@@ -13,85 +14,35 @@ import asyncio
 import inspect
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 from ._endpoints import UnixEndpoint
 from ._options import Dialer, Endpoint, Options
 from ._protocol import ManagedProtocol
-from .errors import ConnectTimeout
 
 __all__ = ["dial", "resolve", "resolved_addresses"]
 
 
-async def dial(
+def dial(
     loop: asyncio.AbstractEventLoop,
     endpoint: Endpoint | UnixEndpoint,
     options: Options,
     protocol: ManagedProtocol,
-) -> None:
-    """Connect `protocol` to `endpoint`, or raise why not (`ConnectTimeout` past `connect_timeout`).
+) -> Coroutine[Any, Any, object]:
+    """The coroutine that connects `protocol` to `endpoint`, or raises why not; the attempt's task runs it.
 
-    The deadline bounds the attempt up to `connection_made`. Once the transport is up (the protocol
-    has it) the attempt has succeeded: a deadline that comes due later (the loop was blocked, by an
-    `on_connect` say) must not cancel `create_connection()`, which would close a transport the
-    connection has taken on (uvloop even closes it without `connection_lost`). A deadline that comes
-    due first makes the protocol inert, so a transport that comes up even so is never reported.
+    A plain function, not a coroutine: for a plain TCP endpoint the task runs the loop's own
+    `create_connection()`, with no frame of connman's in between (W4 holds 10,000 pending at once).
+    `connect_timeout` is the protocol's (`ManagedProtocol.start`).
     """
-    timeout = options.connect_timeout
-    if timeout is None:
-        await _connect(loop, endpoint, options, protocol)
-        return
-    task = asyncio.current_task()
-    assert task is not None
-    cancelling = task.cancelling()
-    deadline = _Deadline(task, protocol)
-    handle = loop.call_later(timeout, deadline)
-    try:
-        await _connect(loop, endpoint, options, protocol)
-    except BaseException as exc:
-        # As asyncio.timeout(): ours only if no other cancellation was asked for meanwhile.
-        if deadline.expired and task.uncancel() <= cancelling and isinstance(exc, asyncio.CancelledError):
-            raise ConnectTimeout(
-                f"connect to {endpoint} timed out after {timeout} s (connect_timeout)"
-            ) from None
-        raise
-    finally:
-        handle.cancel()
-
-
-class _Deadline:
-    """The timer's callback: cancel the attempt, unless its transport is up already."""
-
-    __slots__ = ("expired", "protocol", "task")
-
-    def __init__(self, task: asyncio.Task[Any], protocol: ManagedProtocol) -> None:
-        self.task = task
-        self.protocol = protocol
-        self.expired = False
-
-    def __call__(self) -> None:
-        if self.protocol.transport is None:  # not up yet: the attempt timed out
-            self.expired = True
-            self.protocol.active = False  # a transport that comes up even so is aborted, never reported
-            self.task.cancel()
-
-
-def _connect(
-    loop: asyncio.AbstractEventLoop,
-    endpoint: Endpoint | UnixEndpoint,
-    options: Options,
-    protocol: ManagedProtocol,
-) -> Awaitable[object]:
-    # A plain function, not a coroutine: one coroutine frame less per pending attempt (W4 holds
-    # 10,000 of them at once).
     if isinstance(endpoint, UnixEndpoint):
-        return loop.create_unix_connection(lambda: protocol, endpoint.path, **options.create_connection)
+        return loop.create_unix_connection(protocol, endpoint.path, **options.create_connection)
     if options.dialer is not None:
         return _through_dialer(loop, options.dialer, endpoint, options, protocol)
     if options.resolver is not None:
         return _to_resolved(loop, endpoint, options, protocol)
-    return loop.create_connection(lambda: protocol, endpoint.host, endpoint.port, **options.create_connection)
+    return loop.create_connection(protocol, endpoint.host, endpoint.port, **options.create_connection)
 
 
 def _checked_against_host(endpoint: Endpoint, options: Options) -> Mapping[str, Any]:
@@ -107,7 +58,7 @@ async def _through_dialer(
     dialer: Dialer,
     endpoint: Endpoint,
     options: Options,
-    protocol: asyncio.BaseProtocol,
+    protocol: ManagedProtocol,
 ) -> None:
     sock = await dialer(endpoint.host, endpoint.port)
     if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_STREAM:
@@ -125,14 +76,14 @@ async def _through_dialer(
         ) from None
     try:
         sock.setblocking(False)
-        await loop.create_connection(lambda: protocol, sock=sock, **_checked_against_host(endpoint, options))
+        await loop.create_connection(protocol, sock=sock, **_checked_against_host(endpoint, options))
     except BaseException:
         sock.close()  # not owned by a transport yet (closing twice is harmless)
         raise
 
 
 async def _to_resolved(
-    loop: asyncio.AbstractEventLoop, endpoint: Endpoint, options: Options, protocol: asyncio.BaseProtocol
+    loop: asyncio.AbstractEventLoop, endpoint: Endpoint, options: Options, protocol: ManagedProtocol
 ) -> None:
     assert options.resolver is not None
     addresses = await resolve(options.resolver, endpoint)
@@ -140,7 +91,7 @@ async def _to_resolved(
     error: OSError | None = None
     for address in addresses:  # in order, within this one attempt
         try:
-            await loop.create_connection(lambda: protocol, address, endpoint.port, **extra)
+            await loop.create_connection(protocol, address, endpoint.port, **extra)
             return
         except OSError as exc:
             error = exc

@@ -15,9 +15,9 @@ import mmap
 import os
 import socket
 import weakref
-from collections.abc import Callable
 from typing import Any, Final, Protocol, cast
 
+from ._callbacks import Dispatcher
 from ._options import Options
 
 __all__ = ["RECEIVE_BUFFER_SIZE", "Link", "ManagedProtocol", "new_protocol", "set_tcp_options", "shut_down"]
@@ -25,6 +25,9 @@ __all__ = ["RECEIVE_BUFFER_SIZE", "Link", "ManagedProtocol", "new_protocol", "se
 
 class Link(Protocol):
     """What a protocol tells its connection."""
+
+    def dialed(self, protocol: ManagedProtocol, attempt: asyncio.Task[Any]) -> None:
+        """The attempt's task is done: connected, failed, timed out (`protocol.timed_out`) or cancelled."""
 
     def opened(self, protocol: ManagedProtocol) -> None:
         """A transport is up (`protocol.transport`); the link aborts it if the attempt is stale."""
@@ -40,21 +43,71 @@ class Link(Protocol):
 
 
 class ManagedProtocol(asyncio.Protocol):
-    """The protocol of one attempt; inert once `active` is cleared."""
+    """The protocol of one attempt; inert once `active` is cleared.
 
-    __slots__ = ("active", "deliver", "flushing", "linger", "link", "on_data", "received", "transport")
+    It is also the attempt's handle: `attempt` is the task that connects it (until that ends),
+    `deadline` the timer of `connect_timeout` (until the transport is up or the attempt ends). And it
+    is its own factory (calling it returns it), so `create_connection()` needs no closure per attempt.
+    """
 
-    def __init__(self, link: Link, deliver: Callable[[Callable[[bytes], object], bytes], None], on_data: Any):
+    __slots__ = (
+        "active",
+        "attempt",
+        "deadline",
+        "dispatcher",
+        "flushing",
+        "linger",
+        "link",
+        "on_data",
+        "received",
+        "timed_out",
+        "transport",
+    )
+
+    def __init__(self, link: Link, dispatcher: Dispatcher, on_data: Any):
         self.link = link
-        self.deliver = deliver
+        self.dispatcher = dispatcher
         self.on_data = on_data
         self.active = True
+        self.attempt: asyncio.Task[Any] | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        #: Set when `connect_timeout` passed before the transport came up (the attempt was cancelled).
+        self.timed_out = False
         self.flushing = False  # closing gracefully: see close_gracefully()
         #: The timer that aborts this transport if its graceful close takes too long (set by the link).
         self.linger: asyncio.TimerHandle | None = None
         #: Bytes received on this transport and handed to `on_data`.
         self.received = 0
         self.transport: asyncio.Transport | None = None
+
+    def __call__(self) -> ManagedProtocol:
+        return self
+
+    def start(self, attempt: asyncio.Task[Any], timeout: float | None) -> None:
+        """Follow the task that connects this protocol, bounded by `timeout` seconds (None: unbounded)."""
+        self.attempt = attempt
+        # A done callback, not a `finally` in the coroutine: a task cancelled before its first step
+        # never runs its body.
+        attempt.add_done_callback(self._dialed)
+        if timeout is not None:
+            self.deadline = attempt.get_loop().call_later(timeout, self._expire)
+
+    def _expire(self) -> None:
+        # The deadline bounds the attempt up to `connection_made` (decision 43): once the transport
+        # is up the attempt has succeeded, and cancelling create_connection() then would close a
+        # transport the connection has taken on (uvloop even closes it without connection_lost).
+        self.deadline = None
+        if self.transport is None and self.active and self.attempt is not None:
+            self.timed_out = True
+            self.active = False  # a transport that comes up even so is aborted, never reported
+            self.attempt.cancel()
+
+    def _dialed(self, attempt: asyncio.Task[Any]) -> None:
+        self.attempt = None  # the task is done: do not keep it (nor its coroutine's frame)
+        if self.deadline is not None:
+            self.deadline.cancel()
+            self.deadline = None
+        self.link.dialed(self, attempt)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)
@@ -64,7 +117,7 @@ class ManagedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.active:
             self.received += len(data)
-            self.deliver(self.on_data, data)
+            self.dispatcher.deliver(self.on_data, data)
 
     def eof_received(self) -> bool:
         return False  # close our side too: a half-closed managed connection is a lost one
@@ -160,14 +213,8 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
 
     __slots__ = ("_bulk", "buffer")
 
-    def __init__(
-        self,
-        link: Link,
-        deliver: Callable[[Callable[[bytes], object], bytes], None],
-        on_data: Any,
-        buffer: memoryview,
-    ) -> None:
-        super().__init__(link, deliver, on_data)
+    def __init__(self, link: Link, dispatcher: Dispatcher, on_data: Any, buffer: memoryview) -> None:
+        super().__init__(link, dispatcher, on_data)
         self.buffer = buffer
         self._bulk: _BulkReceiver | None = None  # made by the first full read
 
@@ -184,7 +231,7 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
                 if bulk is None:
                     bulk = self._bulk = _BulkReceiver(self)
                 self.transport.set_protocol(bulk)
-            self.deliver(self.on_data, buffer[:nbytes].tobytes())
+            self.dispatcher.deliver(self.on_data, buffer[:nbytes].tobytes())
 
 
 class _BulkReceiver(asyncio.Protocol):
@@ -247,17 +294,13 @@ def _receive_buffer(loop: asyncio.AbstractEventLoop, options: Options) -> memory
 
 
 def new_protocol(
-    loop: asyncio.AbstractEventLoop,
-    options: Options,
-    link: Link,
-    deliver: Callable[[Callable[[bytes], object], bytes], None],
-    on_data: Any,
+    loop: asyncio.AbstractEventLoop, options: Options, link: Link, dispatcher: Dispatcher, on_data: Any
 ) -> ManagedProtocol:
     """The protocol for a new attempt: buffered on asyncio's default loop, plain elsewhere."""
     buffer = _receive_buffer(loop, options)
     if buffer is None:
-        return ManagedProtocol(link, deliver, on_data)
-    return BufferedManagedProtocol(link, deliver, on_data, buffer)
+        return ManagedProtocol(link, dispatcher, on_data)
+    return BufferedManagedProtocol(link, dispatcher, on_data, buffer)
 
 
 def set_tcp_options(transport: asyncio.BaseTransport, options: Options) -> None:

@@ -54,6 +54,7 @@ from ._stats import Stats
 if TYPE_CHECKING:
     from ._hub import Hub
 from .errors import (
+    ConnectTimeout,
     ConnmanError,
     Disconnected,
     GaveUp,
@@ -152,15 +153,11 @@ class Connection:
             options.backoff, options.max_attempts, give_up_after=options.give_up_after
         )
         self._dispatcher = Dispatcher(
-            home.loop,
-            callbacks.on_error,
-            self._callbacks_busy,
-            self._protocol_error,
-            slow=slow_callback_limit(home.loop, home.owned),
+            home.loop, callbacks.on_error, self, slow=slow_callback_limit(home.loop, home.owned)
         )
         self._signal = Signal()
         self._changes = 0
-        self._attempt: asyncio.Task[None] | None = None
+        self._attempt: asyncio.Task[object] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._idle: IdleWatch | None = None
         self._beat: HeartbeatWatch | None = None
@@ -715,11 +712,14 @@ class Connection:
         loop = self._home.loop
         match action:
             case StartConnect():
-                task = self._attempt = loop.create_task(self._attempt_once())
-                # Not a `finally` in _attempt_once(): a task cancelled before its first step never runs.
-                task.add_done_callback(self._attempt_done)
+                self._attempt_started = _now()
+                dialing = self._protocol = new_protocol(
+                    loop, self._options, self, self._dispatcher, self._callbacks.on_data
+                )
+                task = self._attempt = loop.create_task(dial(loop, self._target, self._options, dialing))
+                dialing.start(task, self._options.connect_timeout)
             case NotifyConnected():
-                self._dispatcher.call("on_connect", self._call_on_connect)
+                self._dispatcher.call("on_connect", self._call_on_connect, (self,))
             case NotifyReset():
                 logger.info("connection to %s lost: %r", self._endpoint, self._machine.last_error)
                 self._dispatcher.call("on_reset", self._callbacks.on_reset, (), self._set_resume)
@@ -801,30 +801,6 @@ class Connection:
         self._timer = None
         self._handle(RetryDue())
 
-    async def _attempt_once(self) -> None:
-        loop = self._home.loop
-        self._attempt_started = _now()
-        callbacks = self._callbacks
-        protocol = self._protocol = new_protocol(
-            loop, self._options, self, self._dispatcher.deliver, callbacks.on_data
-        )
-        try:
-            await dial(loop, self._target, self._options, protocol)
-        except BaseException as error:  # OSError, socket.gaierror, ssl.SSLError, ConnectTimeout, cancelled
-            if self._protocol is protocol:  # still this attempt's: not abandoned, not failed already
-                transport = protocol.transport
-                if protocol.active and transport is not None:
-                    # Reported up, then create_connection() was cancelled before it returned, and
-                    # closed the transport: a loss of it.
-                    protocol.active = False
-                    transport.abort()
-                    self._lost(error)
-                elif isinstance(error, Exception):
-                    self._attempt_failed(error)
-            protocol.report_if_dead()  # uvloop closes a transport it gave up on without connection_lost
-            if not isinstance(error, Exception):
-                raise  # cancelled: the task ends cancelled
-
     def _attempt_failed(self, error: BaseException) -> None:
         # Kept in last_error: drop the frames, which hold this connection (and its whole attempt)
         # alive for as long as anyone keeps the exception, a log handler say.
@@ -846,12 +822,33 @@ class Connection:
         retry = self._retry(error, cause)
         self._handle(ConnectFailed(error=error, now=_now(), retry=retry))
 
-    def _attempt_done(self, task: asyncio.Task[None]) -> None:
-        if self._attempt is task:
-            self._attempt = None
-        self._changed()
-
     # ---- what the protocol reports (the `Link` interface of _protocol.py) ------------------------
+
+    def dialed(self, protocol: ManagedProtocol, attempt: asyncio.Task[Any]) -> None:
+        """Internal, for the protocol: the task of its attempt is done."""
+        if self._attempt is attempt:
+            self._attempt = None
+        error: BaseException | None
+        if not attempt.cancelled():
+            error = attempt.exception()
+        elif protocol.timed_out:
+            timeout = self._options.connect_timeout
+            error = ConnectTimeout(f"connect to {self._target} timed out after {timeout} s (connect_timeout)")
+        else:
+            error = asyncio.CancelledError()  # by the loop's end, say (ours clear `_protocol` first)
+        if error is not None and self._protocol is protocol:  # this attempt's, not abandoned or failed
+            transport = protocol.transport
+            if protocol.active and transport is not None:
+                # Reported up, then create_connection() was cancelled before it returned, and
+                # closed the transport: a loss of it.
+                protocol.active = False
+                transport.abort()
+                self._lost(error)
+            elif isinstance(error, Exception):  # OSError, gaierror, SSLError, ConnectTimeout, ...
+                self._attempt_failed(error)
+        if error is not None:
+            protocol.report_if_dead()  # uvloop closes a transport it gave up on without connection_lost
+        self._changed()
 
     def opened(self, protocol: ManagedProtocol) -> None:
         """Internal, for the protocol (`_protocol.Link`): a transport is up."""
@@ -891,7 +888,7 @@ class Connection:
             self._bytes_out += sum(map(len, chunks))
             transport.writelines(chunks)
         if self._dispatcher.busy:
-            self._callbacks_busy(True)
+            self.callbacks_busy(True)
         self._handle(ConnectSucceeded(now=now))
 
     def lost(self, protocol: ManagedProtocol, exc: BaseException | None) -> None:
@@ -993,7 +990,8 @@ class Connection:
         else:
             self._dispatcher.call("heartbeat send", _ping_without_waiting(send), (self,))
 
-    def _protocol_error(self, error: ProtocolError) -> None:
+    def protocol_error(self, error: ProtocolError) -> None:
+        """Internal, for the dispatcher: `on_data` found the peer broke the protocol."""
         # on_data raised it: stop reading at once, and reconnect with the cause.
         protocol, transport = self._protocol, self._transport
         if protocol is None or transport is None:
@@ -1004,19 +1002,20 @@ class Connection:
 
     # ---- callbacks -------------------------------------------------------------------------------
 
-    def _call_on_connect(self) -> object:
+    def _call_on_connect(self, conn: Connection) -> object:
         resume = self._resume
         if resume is not None:
             self._resume = None
             return resume()
-        return self._callbacks.on_connect(self)
+        return self._callbacks.on_connect(conn)
 
     def _set_resume(self, result: object) -> None:
         # A TypeError (on_reset returned something not callable) is reported as on_reset's failure.
         if result is not None:
             self._resume = resume_caller(result, self)
 
-    def _callbacks_busy(self, busy: bool) -> None:
+    def callbacks_busy(self, busy: bool) -> None:
+        """Internal, for the dispatcher (`_callbacks.Host`): an async callback started or ended."""
         # While an async callback runs, reading is paused: back-pressure for an async on_data. That
         # pause is connman's, not the peer's silence: the idle deadline does not count it.
         transport, watch, beat, protocol = self._transport, self._idle, self._beat, self._protocol
