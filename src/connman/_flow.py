@@ -40,6 +40,8 @@ connect can never look stable.
 from __future__ import annotations
 
 import enum
+import functools
+import sys
 from collections import deque
 from typing import Final
 
@@ -198,6 +200,18 @@ def high_water(max_buffer: int | None) -> int:
     if max_buffer is None or max_buffer // 2 >= DEFAULT_HIGH_WATER:
         return DEFAULT_HIGH_WATER
     return max_buffer // 2
+
+
+@functools.lru_cache(maxsize=64)
+def water_marks(max_buffer: int | None) -> tuple[int, int, int]:
+    """`(high, low, headroom)` for a send buffer limited to `max_buffer` bytes (None: unlimited).
+
+    `high` and `low` are the transport's water marks (`high_water()`, and a quarter of it); below
+    `high`, a write of up to `headroom` bytes cannot pass `max_buffer`. Cached: one tuple, and one
+    set of ints, for all the connections that share a limit (W4 holds 10,000).
+    """
+    high = high_water(max_buffer)
+    return high, high // 4, sys.maxsize if max_buffer is None else max_buffer - high
 
 
 def last_alive(

@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Generator, Iterable, Iterator, Sequence
 from typing import Any, Final, Generic, TypeVar
 
+from ._deadlines import DeadlineQueue
 from .errors import LoopGone
 
 __all__ = [
@@ -135,13 +136,21 @@ class Home:
     """The event loop an object lives on and the thread that runs it. Shared by every connection
     made on that loop in that thread."""
 
-    __slots__ = ("__weakref__", "loop", "owned", "thread_id")
+    __slots__ = ("__weakref__", "_deadlines", "loop", "owned", "thread_id")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, thread_id: int, owned: bool = False) -> None:
         self.loop = loop
         self.thread_id = thread_id
         #: Whether the loop is connman's own loop thread's (the sync API's), not the application's.
         self.owned = owned
+        self._deadlines: dict[float, DeadlineQueue] = {}
+
+    def deadlines(self, timeout: float) -> DeadlineQueue:
+        """The queue of this loop's attempts bounded by `timeout` seconds (made on first use)."""
+        queue = self._deadlines.get(timeout)
+        if queue is None:
+            queue = self._deadlines[timeout] = DeadlineQueue(self.loop, timeout)
+        return queue
 
     def here(self) -> bool:
         """Whether the caller runs on this loop's thread."""

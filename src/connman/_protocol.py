@@ -10,6 +10,7 @@ application.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import mmap
 import os
@@ -18,6 +19,7 @@ import weakref
 from typing import Any, Final, Protocol, cast
 
 from ._callbacks import Dispatcher
+from ._deadlines import DeadlineQueue
 from ._options import Options
 
 __all__ = ["RECEIVE_BUFFER_SIZE", "Link", "ManagedProtocol", "new_protocol", "set_tcp_options", "shut_down"]
@@ -46,7 +48,7 @@ class ManagedProtocol(asyncio.Protocol):
     """The protocol of one attempt; inert once `active` is cleared.
 
     It is also the attempt's handle: `attempt` is the task that connects it (until that ends),
-    `deadline` the timer of `connect_timeout` (until the transport is up or the attempt ends). And it
+    `deadline` the queue of its `connect_timeout` (until the attempt ends or expires). And it
     is its own factory (calling it returns it), so `create_connection()` needs no closure per attempt.
     """
 
@@ -70,7 +72,7 @@ class ManagedProtocol(asyncio.Protocol):
         self.on_data = on_data
         self.active = True
         self.attempt: asyncio.Task[Any] | None = None
-        self.deadline: asyncio.TimerHandle | None = None
+        self.deadline: DeadlineQueue | None = None
         #: Set when `connect_timeout` passed before the transport came up (the attempt was cancelled).
         self.timed_out = False
         self.flushing = False  # closing gracefully: see close_gracefully()
@@ -83,20 +85,27 @@ class ManagedProtocol(asyncio.Protocol):
     def __call__(self) -> ManagedProtocol:
         return self
 
-    def start(self, attempt: asyncio.Task[Any], timeout: float | None) -> None:
-        """Follow the task that connects this protocol, bounded by `timeout` seconds (None: unbounded)."""
+    def start(
+        self, attempt: asyncio.Task[Any], deadlines: DeadlineQueue | None, context: contextvars.Context
+    ) -> None:
+        """Follow the task that connects this protocol, bounded by `deadlines` (None: unbounded).
+
+        The done callback runs in `context`, the task's.
+        """
         self.attempt = attempt
         # A done callback, not a `finally` in the coroutine: a task cancelled before its first step
         # never runs its body.
-        attempt.add_done_callback(self._dialed)
-        if timeout is not None:
-            self.deadline = attempt.get_loop().call_later(timeout, self._expire)
+        attempt.add_done_callback(self._dialed, context=context)
+        if deadlines is not None:
+            deadlines.add(self)
 
-    def _expire(self) -> None:
-        # The deadline bounds the attempt up to `connection_made` (decision 43): once the transport
-        # is up the attempt has succeeded, and cancelling create_connection() then would close a
-        # transport the connection has taken on (uvloop even closes it without connection_lost).
-        self.deadline = None
+    def expire(self) -> None:
+        """`connect_timeout` passed (for the `DeadlineQueue`): unless the transport is up, time out.
+
+        The deadline bounds the attempt up to `connection_made` (decision 43): once the transport is
+        up the attempt has succeeded, and cancelling create_connection() then would close a transport
+        the connection has taken on (uvloop even closes it without connection_lost).
+        """
         if self.transport is None and self.active and self.attempt is not None:
             self.timed_out = True
             self.active = False  # a transport that comes up even so is aborted, never reported
@@ -105,8 +114,7 @@ class ManagedProtocol(asyncio.Protocol):
     def _dialed(self, attempt: asyncio.Task[Any]) -> None:
         self.attempt = None  # the task is done: do not keep it (nor its coroutine's frame)
         if self.deadline is not None:
-            self.deadline.cancel()
-            self.deadline = None
+            self.deadline.ended(self)
         self.link.dialed(self, attempt)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -10,6 +10,7 @@ waits is `_portal.py`'s business: side effects happen at the call, from any thre
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import socket
@@ -86,6 +87,8 @@ on_fork_in_child(_new_batch_lock)
 #: Durations come from this clock, not the loop's (uvloop's is millisecond-grained).
 _now: Final = time.monotonic
 
+_SIGNAL_LOCK: Final = threading.Lock()
+
 Bytes = bytes | bytearray | memoryview
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 
@@ -155,7 +158,7 @@ class Connection:
         self._dispatcher = Dispatcher(
             home.loop, callbacks.on_error, self, slow=slow_callback_limit(home.loop, home.owned)
         )
-        self._signal = Signal()
+        self._signal: Signal | None = None  # made by the first wait (see `signal`)
         self._changes = 0
         self._attempt: asyncio.Task[object] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -175,9 +178,8 @@ class Connection:
         self._writing_paused = False
         self._fast = True  # see _refresh_fast
         self._thread_id = home.thread_id
-        limit = options.max_write_buffer
         # Below the high-water mark a write of up to this many bytes cannot pass max_write_buffer.
-        self._headroom = sys.maxsize if limit is None else limit - _flow.high_water(limit)
+        self._headroom = _flow.water_marks(options.max_write_buffer)[2]
         home.submit(self._start)
 
     def __repr__(self) -> str:
@@ -455,7 +457,7 @@ class Connection:
         """
         check_timeout(timeout)
         self._request_disconnect()
-        return wait_until((self._signal,), self._closed, timeout, False, (self._home,))
+        return wait_until((self.signal,), self._closed, timeout, False, (self._home,))
 
     def _request_disconnect(self) -> None:
         try:
@@ -546,7 +548,7 @@ class Connection:
             raises for the timeout, even while connman's loop is busy in a callback.
         """
         check_timeout(timeout)
-        return wait_until((self._signal,), self._up, timeout, False, (self._home,))
+        return wait_until((self.signal,), self._up, timeout, False, (self._home,))
 
     def wait_closed(self, timeout: float | None = None) -> Wait[bool]:
         """Wait until `disconnect()` has completed: socket closed, attempt cancelled, callbacks done.
@@ -555,7 +557,7 @@ class Connection:
             A `Wait` that is True once closed and False if `timeout` seconds passed first.
         """
         check_timeout(timeout)
-        return wait_until((self._signal,), self._closed, timeout, False, (self._home,))
+        return wait_until((self.signal,), self._closed, timeout, False, (self._home,))
 
     def wait_changed(self, timeout: float | None = None) -> Wait[bool]:
         """Wait for the next change: of state, of closing progress, or of writability.
@@ -566,7 +568,7 @@ class Connection:
         check_timeout(timeout)
         seen = self._changes
         return wait_until(
-            (self._signal,), lambda: True if self._changes != seen else None, timeout, False, (self._home,)
+            (self.signal,), lambda: True if self._changes != seen else None, timeout, False, (self._home,)
         )
 
     def wait_writable(self, timeout: float | None = None) -> Wait[bool]:
@@ -580,7 +582,7 @@ class Connection:
             connection is down (its buffer is gone with it).
         """
         check_timeout(timeout)
-        return wait_until((self._signal,), self._writable, timeout, False, (self._home,))
+        return wait_until((self.signal,), self._writable, timeout, False, (self._home,))
 
     def wait_flushed(self, timeout: float | None = None) -> Wait[bool]:
         """Wait until every byte written has been handed to the kernel.
@@ -595,7 +597,7 @@ class Connection:
             gave up with bytes unsent, or once it is disconnected.
         """
         check_timeout(timeout)
-        return wait_until((self._signal,), self._flushed, timeout, False, (self._home,), poll=0.005)
+        return wait_until((self.signal,), self._flushed, timeout, False, (self._home,), poll=0.005)
 
     def drain(self, timeout: float | None = None) -> Wait[bool]:
         """The same as `wait_writable()` (node's and asyncio streams' name)."""
@@ -604,7 +606,15 @@ class Connection:
     @property
     def signal(self) -> Signal:
         """Fired after each change of this connection (pools wait on their members through it)."""
-        return self._signal
+        signal = self._signal
+        if signal is None:
+            # Made on first use, from any thread (most connections are never waited on). A change
+            # the loop made before this exists fired nothing, but came before the waiter's check.
+            with _SIGNAL_LOCK:
+                signal = self._signal
+                if signal is None:
+                    signal = self._signal = Signal()
+        return signal
 
     def _up(self) -> bool | None:
         state = self._machine.state
@@ -635,7 +645,9 @@ class Connection:
 
     def _changed(self) -> None:
         self._changes += 1
-        self._signal.fire()
+        signal = self._signal
+        if signal is not None:
+            signal.fire()
 
     # ---- driving the machine ---------------------------------------------------------------------
 
@@ -716,8 +728,12 @@ class Connection:
                 dialing = self._protocol = new_protocol(
                     loop, self._options, self, self._dispatcher, self._callbacks.on_data
                 )
-                task = self._attempt = loop.create_task(dial(loop, self._target, self._options, dialing))
-                dialing.start(task, self._options.connect_timeout)
+                # One copy of the context for the task and its done callback, not two.
+                context = contextvars.copy_context()
+                coroutine = dial(loop, self._target, self._options, dialing)
+                task = self._attempt = loop.create_task(coroutine, context=context)
+                timeout = self._options.connect_timeout
+                dialing.start(task, None if timeout is None else self._home.deadlines(timeout), context)
             case NotifyConnected():
                 self._dispatcher.call("on_connect", self._call_on_connect, (self,))
             case NotifyReset():
@@ -865,8 +881,8 @@ class Connection:
             transport.abort()
             self._attempt_failed(exc)
             return
-        high = _flow.high_water(self._options.max_write_buffer)
-        transport.set_write_buffer_limits(high=high, low=high // 4)
+        high, low, _ = _flow.water_marks(self._options.max_write_buffer)
+        transport.set_write_buffer_limits(high=high, low=low)
         now = _now()
         idle_timeout, heartbeat = self._options.idle_timeout, self._options.heartbeat
         if idle_timeout is not None or heartbeat is not None:
@@ -1083,7 +1099,7 @@ def disconnect_many(conns: Sequence[Connection], timeout: float | None) -> Wait[
             return None
         return not failed
 
-    return wait_until([conn._signal for conn in conns], all_closed, timeout, False, by_home)
+    return wait_until([conn.signal for conn in conns], all_closed, timeout, False, by_home)
 
 
 def homes_of(conns: Sequence[Connection]) -> set[Home]:
