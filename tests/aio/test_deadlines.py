@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import connman
 from connman._deadlines import DeadlineQueue
@@ -37,11 +38,10 @@ class Attempt:
 
 def queue_timers(loop: asyncio.AbstractEventLoop) -> int:
     """The live timers of deadline queues on `loop` (asyncio's loop: its `_scheduled` heap)."""
-    scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
-    return sum(
-        1
-        for handle in scheduled
-        if not handle.cancelled() and getattr(handle._callback, "__module__", "") == "connman._deadlines"  # type: ignore[attr-defined]
+    scheduled: list[Any] = loop._scheduled  # type: ignore[attr-defined]
+    live = [handle for handle in scheduled if not handle.cancelled()]
+    return len(
+        [handle for handle in live if getattr(handle._callback, "__module__", "") == "connman._deadlines"]
     )
 
 

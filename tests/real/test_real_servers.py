@@ -35,7 +35,7 @@ async def test_client_survives_sigkill_restarts_and_never_leaves_a_request_hangi
     real_server: RealServer,
 ) -> None:
     client = make_client(real_server)
-    answered = failed = in_flight = 0
+    answered = failed = in_flight = kills = 0
     stop = asyncio.Event()
     progress = asyncio.Event()
 
@@ -46,10 +46,15 @@ async def test_client_survives_sigkill_restarts_and_never_leaves_a_request_hangi
             n += 1
             key, value = f"w{number}:{n}", b"%d" % n
             in_flight += 1
+            kills_before = kills
             try:
                 async with asyncio.timeout(5):  # far above the client's own 1 s: reaching it is a hang
                     assert await client.set(key, value)
-                    assert await client.get(key) == value
+                    got = await client.get(key)
+                if got is None and kills != kills_before:
+                    failed += 1  # killed between the set and the get: the restarted server is empty
+                    continue
+                assert got == value
                 answered += 1
                 progress.set()
             except (connman.NotConnected, TimeoutError):
@@ -68,6 +73,7 @@ async def test_client_survives_sigkill_restarts_and_never_leaves_a_request_hangi
     try:
         await answered_more(0)
         for _ in range(RESTARTS):
+            kills += 1
             real_server.kill()
             await asyncio.sleep(0.05)  # requests keep coming while it is down: each must fail, not hang
             await asyncio.to_thread(real_server.start)
