@@ -11,6 +11,7 @@ resolver must neither stall the loop, and every other connection on it, nor outl
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import socket
 import threading
@@ -21,7 +22,7 @@ from ._endpoints import UnixEndpoint
 from ._options import Dialer, Endpoint, Options
 from ._protocol import ManagedProtocol
 
-__all__ = ["dial", "resolve", "resolved_addresses"]
+__all__ = ["dial", "direct_address", "resolve", "resolved_addresses"]
 
 
 def dial(
@@ -43,6 +44,37 @@ def dial(
     if options.resolver is not None:
         return _to_resolved(loop, endpoint, options, protocol)
     return loop.create_connection(protocol, endpoint.host, endpoint.port, **options.create_connection)
+
+
+def direct_address(
+    loop: asyncio.AbstractEventLoop, endpoint: Endpoint | UnixEndpoint, options: Options
+) -> tuple[int, tuple[Any, ...]] | None:
+    """`(family, address)` when the attempt connects its socket itself (`ManagedProtocol.connect`).
+
+    That is: asyncio's own selector loop (uvloop's `create_connection()` is native code already), a
+    numeric address (a name is resolved by `create_connection()` at each attempt), and nothing else
+    for `create_connection()` to do (no TLS, `family`, `local_addr`, ..., resolver or dialer).
+    """
+    if (
+        not isinstance(loop, asyncio.selector_events.BaseSelectorEventLoop)
+        or not isinstance(endpoint, Endpoint)
+        or options.create_connection
+        or options.dialer is not None
+        or options.resolver is not None
+    ):
+        return None
+    return _numeric_address(endpoint.host, endpoint.port)
+
+
+@functools.lru_cache(maxsize=1024)
+def _numeric_address(host: str, port: int) -> tuple[int, tuple[Any, ...]] | None:
+    try:
+        family, _, _, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST
+        )[0]
+    except (OSError, UnicodeError):  # a name, or not even that: create_connection() says why, as a failure
+        return None
+    return family, address
 
 
 def _checked_against_host(endpoint: Endpoint, options: Options) -> Mapping[str, Any]:

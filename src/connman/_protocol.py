@@ -28,8 +28,8 @@ __all__ = ["RECEIVE_BUFFER_SIZE", "Link", "ManagedProtocol", "new_protocol", "se
 class Link(Protocol):
     """What a protocol tells its connection."""
 
-    def dialed(self, protocol: ManagedProtocol, attempt: asyncio.Task[Any]) -> None:
-        """The attempt's task is done: connected, failed, timed out (`protocol.timed_out`) or cancelled."""
+    def dialed(self, protocol: ManagedProtocol, error: BaseException | None) -> None:
+        """The attempt ended: connected (None), failed, or cancelled (`protocol.timed_out`: timed out)."""
 
     def opened(self, protocol: ManagedProtocol) -> None:
         """A transport is up (`protocol.transport`); the link aborts it if the attempt is stale."""
@@ -47,14 +47,17 @@ class Link(Protocol):
 class ManagedProtocol(asyncio.Protocol):
     """The protocol of one attempt; inert once `active` is cleared.
 
-    It is also the attempt's handle: `attempt` is the task that connects it (until that ends),
-    `deadline` the queue of its `connect_timeout` (until the attempt ends or expires). And it
-    is its own factory (calling it returns it), so `create_connection()` needs no closure per attempt.
+    It is also the attempt's handle, which tells the link when the attempt ended (`Link.dialed`),
+    however it ran: `connect()` connects a socket itself and hands it to `create_connection(sock=)`,
+    `start()` follows a task that does it all. `deadline` is the queue of its `connect_timeout` (until
+    the attempt ends or expires). And it is its own factory (calling it returns it), so
+    `create_connection()` needs no closure per attempt.
     """
 
     __slots__ = (
         "active",
         "attempt",
+        "connecting",
         "deadline",
         "dispatcher",
         "flushing",
@@ -71,7 +74,10 @@ class ManagedProtocol(asyncio.Protocol):
         self.dispatcher = dispatcher
         self.on_data = on_data
         self.active = True
+        #: The task that connects this protocol, until it ends.
         self.attempt: asyncio.Task[Any] | None = None
+        #: The socket `connect()` connects, until its attempt ends.
+        self.connecting: socket.socket | None = None
         self.deadline: DeadlineQueue | None = None
         #: Set when `connect_timeout` passed before the transport came up (the attempt was cancelled).
         self.timed_out = False
@@ -85,19 +91,67 @@ class ManagedProtocol(asyncio.Protocol):
     def __call__(self) -> ManagedProtocol:
         return self
 
-    def start(
-        self, attempt: asyncio.Task[Any], deadlines: DeadlineQueue | None, context: contextvars.Context
-    ) -> None:
-        """Follow the task that connects this protocol, bounded by `deadlines` (None: unbounded).
+    # ---- the attempt -------------------------------------------------------------------------------
 
-        The done callback runs in `context`, the task's.
-        """
+    def start(self, attempt: asyncio.Task[Any], context: contextvars.Context) -> None:
+        """Follow the task that connects this protocol; its done callback runs in `context`, the task's."""
         self.attempt = attempt
         # A done callback, not a `finally` in the coroutine: a task cancelled before its first step
         # never runs its body.
         attempt.add_done_callback(self._dialed, context=context)
-        if deadlines is not None:
-            deadlines.add(self)
+
+    def connect(self, loop: asyncio.AbstractEventLoop, family: int, address: tuple[Any, ...]) -> None:
+        """Connect a new socket to the numeric `address`, then hand it to `create_connection(sock=)`.
+
+        For asyncio's selector loop (see `_dial.direct_address`): its `create_connection()` resolves
+        the address twice and waits for the connect in a future inside two coroutines, alive for the
+        whole connect (W4 holds 10,000); here a socket and a writer callback wait, and the task that
+        makes the transport lives for one turn of the loop.
+        """
+        # IPPROTO_TCP, as create_connection() would: the transport sets TCP_NODELAY only then.
+        sock = self.connecting = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            sock.setblocking(False)
+            sock.connect(address)
+        except (BlockingIOError, InterruptedError):
+            loop.add_writer(sock.fileno(), self._connected, loop, sock, address)
+        except OSError as exc:  # refused at once, no route, no free port, ...
+            self.connecting = None
+            sock.close()
+            loop.call_soon(self._ended, exc)  # on the next turn, as a task that failed would report
+        else:
+            self._hand_over(loop, sock)
+
+    def _connected(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]
+    ) -> None:
+        loop.remove_writer(sock.fileno())
+        try:
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError as exc:
+            error = exc.errno or errno.EIO
+        if error:
+            self.connecting = None
+            sock.close()
+            self._ended(OSError(error, f"Connect call failed {address}"))  # asyncio's words
+        else:
+            self._hand_over(loop, sock)
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self.attempt = attempt = loop.create_task(loop.create_connection(self, sock=sock))
+        attempt.add_done_callback(self._dialed)
+
+    def cancel(self) -> None:
+        """Stop the attempt; its end is told to the link like any other (`dialed`), on a later turn."""
+        attempt, sock = self.attempt, self.connecting
+        if attempt is not None:
+            attempt.cancel()
+        elif sock is not None:  # still connecting the socket
+            self.connecting = None
+            loop = asyncio.get_running_loop()
+            loop.remove_writer(sock.fileno())
+            sock.close()
+            loop.call_soon(self._ended, asyncio.CancelledError())
 
     def expire(self) -> None:
         """`connect_timeout` passed (for the `DeadlineQueue`): unless the transport is up, time out.
@@ -106,16 +160,25 @@ class ManagedProtocol(asyncio.Protocol):
         up the attempt has succeeded, and cancelling create_connection() then would close a transport
         the connection has taken on (uvloop even closes it without connection_lost).
         """
-        if self.transport is None and self.active and self.attempt is not None:
+        if self.transport is None and self.active and (self.attempt or self.connecting) is not None:
             self.timed_out = True
             self.active = False  # a transport that comes up even so is aborted, never reported
-            self.attempt.cancel()
+            self.cancel()
 
     def _dialed(self, attempt: asyncio.Task[Any]) -> None:
         self.attempt = None  # the task is done: do not keep it (nor its coroutine's frame)
+        sock, self.connecting = self.connecting, None
+        error = asyncio.CancelledError() if attempt.cancelled() else attempt.exception()
+        if error is not None and sock is not None and self.transport is None and sock.fileno() >= 0:
+            sock.close()  # create_connection(sock=) was cancelled before it began: the socket is ours
+        self._ended(error)
+
+    def _ended(self, error: BaseException | None) -> None:
         if self.deadline is not None:
             self.deadline.ended(self)
-        self.link.dialed(self, attempt)
+        self.link.dialed(self, error)
+
+    # ---- the transport -----------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         transport = cast(asyncio.Transport, transport)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from . import _flow, events
 from ._callbacks import Callbacks, Dispatcher, resume_caller, slow_callback_limit
 from ._causes import Cause, classify
-from ._dial import dial
+from ._dial import dial, direct_address
 from ._endpoints import Route, UnixEndpoint
 from ._flow import Admit, IdleWatch, Outbox, admit_write
 from ._heartbeat import Beat, HeartbeatWatch
@@ -160,7 +160,7 @@ class Connection:
         )
         self._signal: Signal | None = None  # made by the first wait (see `signal`)
         self._changes = 0
-        self._attempt: asyncio.Task[object] | None = None
+        self._attempt: ManagedProtocol | None = None  # the attempt in flight, by its protocol
         self._timer: asyncio.TimerHandle | None = None
         self._idle: IdleWatch | None = None
         self._beat: HeartbeatWatch | None = None
@@ -725,15 +725,21 @@ class Connection:
         match action:
             case StartConnect():
                 self._attempt_started = _now()
-                dialing = self._protocol = new_protocol(
-                    loop, self._options, self, self._dispatcher, self._callbacks.on_data
+                options = self._options
+                dialing = self._attempt = self._protocol = new_protocol(
+                    loop, options, self, self._dispatcher, self._callbacks.on_data
                 )
-                # One copy of the context for the task and its done callback, not two.
-                context = contextvars.copy_context()
-                coroutine = dial(loop, self._target, self._options, dialing)
-                task = self._attempt = loop.create_task(coroutine, context=context)
-                timeout = self._options.connect_timeout
-                dialing.start(task, None if timeout is None else self._home.deadlines(timeout), context)
+                target = self._target
+                direct = direct_address(loop, target, options)
+                if direct is not None:
+                    dialing.connect(loop, *direct)
+                else:
+                    # One copy of the context for the task and its done callback, not two.
+                    context = contextvars.copy_context()
+                    task = loop.create_task(dial(loop, target, options, dialing), context=context)
+                    dialing.start(task, context)
+                if options.connect_timeout is not None:
+                    self._home.deadlines(options.connect_timeout).add(dialing)
             case NotifyConnected():
                 self._dispatcher.call("on_connect", self._call_on_connect, (self,))
             case NotifyReset():
@@ -840,18 +846,14 @@ class Connection:
 
     # ---- what the protocol reports (the `Link` interface of _protocol.py) ------------------------
 
-    def dialed(self, protocol: ManagedProtocol, attempt: asyncio.Task[Any]) -> None:
-        """Internal, for the protocol: the task of its attempt is done."""
-        if self._attempt is attempt:
+    def dialed(self, protocol: ManagedProtocol, error: BaseException | None) -> None:
+        """Internal, for the protocol: its attempt ended (`error` None: connected)."""
+        if self._attempt is protocol:
             self._attempt = None
-        error: BaseException | None
-        if not attempt.cancelled():
-            error = attempt.exception()
-        elif protocol.timed_out:
+        if isinstance(error, asyncio.CancelledError) and protocol.timed_out:
             timeout = self._options.connect_timeout
             error = ConnectTimeout(f"connect to {self._target} timed out after {timeout} s (connect_timeout)")
-        else:
-            error = asyncio.CancelledError()  # by the loop's end, say (ours clear `_protocol` first)
+        # Any other cancellation: by the loop's end, say (ours clear `_protocol` first).
         if error is not None and self._protocol is protocol:  # this attempt's, not abandoned or failed
             transport = protocol.transport
             if protocol.active and transport is not None:
