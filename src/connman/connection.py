@@ -89,6 +89,9 @@ _now: Final = time.monotonic
 
 _SIGNAL_LOCK: Final = threading.Lock()
 
+#: `threading.get_ident`, one attribute lookup less on every write().
+_get_ident: Final = threading.get_ident
+
 Bytes = bytes | bytearray | memoryview
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 
@@ -296,14 +299,14 @@ class Connection:
             transport is not None
             and type(data) is bytes
             and self._fast
-            and threading.get_ident() == self._thread_id
+            and _get_ident() == self._thread_id
             and (size := len(data)) <= self._headroom
             and not transport.is_closing()
         ):
             self._bytes_out += size
             transport.write(data)
             return not self._writing_paused
-        if threading.get_ident() == self._thread_id:
+        if _get_ident() == self._thread_id:
             return self._write_here(data)
         return self._write_from_thread(data)
 
