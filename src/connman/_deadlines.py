@@ -42,6 +42,10 @@ class DeadlineQueue:
         self._entries: deque[tuple[float, Expiring]] = deque()
         self._timer: asyncio.TimerHandle | None = None
 
+    def __len__(self) -> int:
+        """Attempts queued (ended ones behind a pending one included)."""
+        return len(self._entries)
+
     def add(self, attempt: Expiring) -> None:
         """Expire `attempt` `timeout` seconds from now, unless it ends first (see `ended`)."""
         due = self._loop.time() + self._timeout

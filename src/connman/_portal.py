@@ -132,6 +132,10 @@ def running_loop() -> asyncio.AbstractEventLoop | None:
 # ---- where a call runs -----------------------------------------------------------------------------
 
 
+#: A Home keeps this many deadline queues, empty ones included, before it drops the empty ones.
+_KEPT_QUEUES: Final = 16
+
+
 class Home:
     """The event loop an object lives on and the thread that runs it. Shared by every connection
     made on that loop in that thread."""
@@ -147,9 +151,12 @@ class Home:
 
     def deadlines(self, timeout: float) -> DeadlineQueue:
         """The queue of this loop's attempts bounded by `timeout` seconds (made on first use)."""
-        queue = self._deadlines.get(timeout)
+        queues = self._deadlines
+        queue = queues.get(timeout)
         if queue is None:
-            queue = self._deadlines[timeout] = DeadlineQueue(self.loop, timeout)
+            if len(queues) >= _KEPT_QUEUES:  # timeouts computed per connection: keep the live ones
+                self._deadlines = queues = {key: kept for key, kept in queues.items() if kept}
+            queue = queues[timeout] = DeadlineQueue(self.loop, timeout)
         return queue
 
     def here(self) -> bool:

@@ -63,6 +63,7 @@ class ManagedProtocol(asyncio.Protocol):
         "flushing",
         "linger",
         "link",
+        "loop",
         "on_data",
         "received",
         "timed_out",
@@ -76,8 +77,9 @@ class ManagedProtocol(asyncio.Protocol):
         self.active = True
         #: The task that connects this protocol, until it ends.
         self.attempt: asyncio.Task[Any] | None = None
-        #: The socket `connect()` connects, until its attempt ends.
+        #: The socket `connect()` connects, until its attempt ends, and the loop it waits on.
         self.connecting: socket.socket | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.deadline: DeadlineQueue | None = None
         #: Set when `connect_timeout` passed before the transport came up (the attempt was cancelled).
         self.timed_out = False
@@ -108,24 +110,34 @@ class ManagedProtocol(asyncio.Protocol):
         whole connect (W4 holds 10,000); here a socket and a writer callback wait, and the task that
         makes the transport lives for one turn of the loop.
         """
-        # IPPROTO_TCP, as create_connection() would: the transport sets TCP_NODELAY only then.
-        sock = self.connecting = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        try:
+            # IPPROTO_TCP, as create_connection() would: the transport sets TCP_NODELAY only then.
+            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        except OSError as exc:  # out of descriptors (EMFILE), no IPv6, ...: a failed attempt
+            loop.call_soon(self._ended, exc)  # on the next turn, as a task that failed would report
+            return
+        self.connecting = sock
         try:
             sock.setblocking(False)
             sock.connect(address)
         except (BlockingIOError, InterruptedError):
-            loop.add_writer(sock.fileno(), self._connected, loop, sock, address)
-        except OSError as exc:  # refused at once, no route, no free port, ...
+            pass
+        except OSError as exc:  # refused at once, no route, an address without its scope, ...
             self.connecting = None
             sock.close()
-            loop.call_soon(self._ended, exc)  # on the next turn, as a task that failed would report
+            loop.call_soon(self._ended, exc)
+            return
         else:
-            self._hand_over(loop, sock)
+            self._hand_over(loop, sock)  # connected at once
+            return
+        self.loop = loop  # for cancel(), which may come while the loop is not running
+        loop.add_writer(sock.fileno(), self._connected, loop, sock, address)
 
     def _connected(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]
     ) -> None:
         loop.remove_writer(sock.fileno())
+        self.loop = None
         try:
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         except OSError as exc:
@@ -142,16 +154,24 @@ class ManagedProtocol(asyncio.Protocol):
         attempt.add_done_callback(self._dialed)
 
     def cancel(self) -> None:
-        """Stop the attempt; its end is told to the link like any other (`dialed`), on a later turn."""
-        attempt, sock = self.attempt, self.connecting
+        """Stop the attempt; its end is told to the link like any other (`dialed`), on a later turn.
+
+        Also between runs of the loop (`loop.run_until_complete(conn.disconnect())`).
+        """
+        attempt, sock, loop = self.attempt, self.connecting, self.loop
         if attempt is not None:
             attempt.cancel()
-        elif sock is not None:  # still connecting the socket
+        elif sock is not None and loop is not None:  # still connecting the socket
             self.connecting = None
-            loop = asyncio.get_running_loop()
             loop.remove_writer(sock.fileno())
             sock.close()
             loop.call_soon(self._ended, asyncio.CancelledError())
+
+    def abandon(self) -> None:
+        """The loop has ended: close the socket still connecting, if any (nothing will run again)."""
+        sock, self.connecting = self.connecting, None
+        if sock is not None and self.transport is None:
+            sock.close()
 
     def expire(self) -> None:
         """`connect_timeout` passed (for the `DeadlineQueue`): unless the transport is up, time out.

@@ -76,18 +76,21 @@ logger: Final = logging.getLogger("connman")
 _BATCH_LOCK = threading.RLock()  # re-entered: transport.write() may call writing_paused()
 
 
-def _new_batch_lock() -> None:
-    # A forked child: a thread of the parent may have held the lock at the fork.
-    global _BATCH_LOCK
+#: Guards the making of a connection's `Signal` (`Connection.signal`), from any thread.
+_SIGNAL_LOCK = threading.Lock()
+
+
+def _new_locks() -> None:
+    # A forked child: a thread of the parent may have held a lock at the fork.
+    global _BATCH_LOCK, _SIGNAL_LOCK
     _BATCH_LOCK = threading.RLock()
+    _SIGNAL_LOCK = threading.Lock()
 
 
-on_fork_in_child(_new_batch_lock)
+on_fork_in_child(_new_locks)
 
 #: Durations come from this clock, not the loop's (uvloop's is millisecond-grained).
 _now: Final = time.monotonic
-
-_SIGNAL_LOCK: Final = threading.Lock()
 
 #: `threading.get_ident`, one attribute lookup less on every write().
 _get_ident: Final = threading.get_ident
@@ -505,7 +508,9 @@ class Connection:
             if handle is not None:
                 handle.cancel()
         self._timer = self._idle_timer = None
-        self._attempt = None
+        if self._attempt is not None:
+            self._attempt.abandon()  # a socket still connecting: closed, as a cancelled task would
+            self._attempt = None
         transport = self._transport
         self._deactivate()
         if transport is None or shut_down(transport):

@@ -7,11 +7,13 @@ an attempt that ended never expires, wherever it is in the queue; no timer outli
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import connman
 from connman._deadlines import DeadlineQueue
+from connman._portal import Home
 from connman.testing import EchoServer, SynBlackhole
 from tests.conftest import BOUND, MS, SLOW, assert_nothing_pending
 
@@ -86,6 +88,7 @@ async def test_attempts_that_end_leave_no_timer_behind() -> None:
     assert queue_timers(loop) == 1
     for attempt in attempts:  # in order, as connects finish: each leaves from the front
         queue.ended(attempt)
+        assert len(queue) == 99 - int(attempt.name)  # dropped at once: nothing held behind
     assert queue_timers(loop) == 0
     await asyncio.sleep(TIMEOUT * 2)
     assert log == []
@@ -111,3 +114,21 @@ async def test_connections_sharing_a_timeout_time_out_alone(cm: connman.Connecti
             for conn in reachable + stalled:
                 await conn.disconnect()
     assert_nothing_pending()
+
+
+async def test_a_home_keeps_few_empty_queues() -> None:
+    # An application that computes a timeout per connection must not grow a queue per value.
+    home = Home(asyncio.get_running_loop(), threading.get_ident())
+    log: list[str] = []
+    live = Attempt("live", log)
+    home.deadlines(100.0).add(live)
+    for n in range(50):
+        queue = home.deadlines(1.0 + n)
+        attempt = Attempt(str(n), log)
+        queue.add(attempt)
+        queue.ended(attempt)
+    assert len(home._deadlines) <= 17  # the live one and at most 16 more
+    assert 100.0 in home._deadlines
+    assert home.deadlines(100.0) is home.deadlines(100.0)
+    home.deadlines(100.0).ended(live)
+    assert queue_timers(asyncio.get_running_loop()) == 0
