@@ -180,7 +180,8 @@ class ManagedProtocol(asyncio.Protocol):
         up the attempt has succeeded, and cancelling create_connection() then would close a transport
         the connection has taken on (uvloop even closes it without connection_lost).
         """
-        if self.transport is None and self.active and (self.attempt or self.connecting) is not None:
+        pending = self.attempt is not None or self.connecting is not None
+        if pending and self.transport is None and self.active:
             self.timed_out = True
             self.active = False  # a transport that comes up even so is aborted, never reported
             self.cancel()
