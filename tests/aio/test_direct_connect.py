@@ -24,7 +24,7 @@ from connman import Cause
 from connman._dial import direct_address
 from connman._options import check_endpoint, check_options
 from connman.testing import EchoServer, SynBlackhole
-from tests.conftest import BOUND, MS, SLOW, assert_nothing_pending
+from tests.conftest import BOUND, MS, SLOW, Recorder, assert_nothing_pending
 
 
 def open_descriptors() -> int:
@@ -62,6 +62,22 @@ async def test_the_transport_is_create_connections(cm: connman.ConnectionManager
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
         assert conn.peername == ("127.0.0.1", server.port)
+        await conn.disconnect()
+    assert_nothing_pending()
+
+
+async def test_an_ipv6_address_connects_directly_and_carries_data(
+    cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    async with EchoServer("::1") as server:
+        conn = cm.connect(server.port, "::1", **recorder.callbacks())
+        assert await conn.wait_connected(BOUND)
+        sock = conn.socket
+        assert sock is not None and sock.family == socket.AF_INET6
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        conn.write(b"over [::1]")
+        await recorder.wait_bytes(10)
+        assert bytes(recorder.data) == b"over [::1]"
         await conn.disconnect()
     assert_nothing_pending()
 
