@@ -117,6 +117,13 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+async def until_conn(conn: connman.Connection, done: Callable[[], bool], timeout: float = BOUND) -> None:
+    """Wait until `done()` holds, re-checked at every change of `conn`; fail after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not done():
+            await conn.wait_changed()
+
+
 def assert_nothing_pending() -> None:
     """Like Twisted's tests: no task and no timer left behind by connman on this loop."""
     loop = asyncio.get_running_loop()

@@ -2,9 +2,9 @@
 
 Or: connect a Unix socket; or get the socket from a `dialer` (a proxy) and run TLS on it.
 
-The attempt's task runs the coroutine; its protocol bounds it by `connect_timeout`. A resolver that
-is a plain function may block (it may do DNS itself), so it runs on a thread of its own: a blocking
-resolver must neither stall the loop, and every other connection on it, nor outlast
+The attempt's task runs the coroutine; a `DeadlineQueue` bounds it by `connect_timeout`. A resolver
+that is a plain function may block (it may do DNS itself), so it runs on a thread of its own: a
+blocking resolver must neither stall the loop, and every other connection on it, nor outlast
 `connect_timeout`.
 """
 
@@ -35,7 +35,7 @@ def dial(
 
     A plain function, not a coroutine: for a plain TCP endpoint the task runs the loop's own
     `create_connection()`, with no frame of connman's in between (W4 holds 10,000 pending at once).
-    `connect_timeout` is the protocol's (`ManagedProtocol.start`).
+    `connect_timeout` is not its business: the connection puts the protocol in a `DeadlineQueue`.
     """
     if isinstance(endpoint, UnixEndpoint):
         return loop.create_unix_connection(protocol, endpoint.path, **options.create_connection)

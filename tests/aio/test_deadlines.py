@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import connman
 from connman._deadlines import DeadlineQueue
 from connman._portal import Home
 from connman.testing import EchoServer, SynBlackhole
-from tests.conftest import BOUND, MS, SLOW, assert_nothing_pending
+from tests.conftest import BOUND, MS, SLOW, assert_nothing_pending, until_conn
 
 TIMEOUT = 40 * MS
 
@@ -45,13 +44,6 @@ def queue_timers(loop: asyncio.AbstractEventLoop) -> int:
     return len(
         [handle for handle in live if getattr(handle._callback, "__module__", "") == "connman._deadlines"]
     )
-
-
-async def until_changed(conns: list[connman.Connection], done: Callable[[connman.Connection], bool]) -> None:
-    async with asyncio.timeout(BOUND):
-        for conn in conns:
-            while not done(conn):
-                await conn.wait_changed()
 
 
 async def test_each_attempt_expires_once_in_order_and_an_ended_one_never() -> None:
@@ -105,8 +97,11 @@ async def test_connections_sharing_a_timeout_time_out_alone(cm: connman.Connecti
             stalled = [
                 cm.connect(hole.port, "127.0.0.1", connect_timeout=TIMEOUT, backoff=SLOW) for _ in range(3)
             ]
-            await until_changed(reachable, lambda conn: conn.is_connected)
-            await until_changed(stalled, lambda conn: conn.stats.failed_attempts == 1)
+            async with asyncio.timeout(BOUND):  # one bound for them all
+                for conn in reachable:
+                    await until_conn(conn, lambda: conn.is_connected)  # noqa: B023 (awaited at once)
+                for conn in stalled:
+                    await until_conn(conn, lambda: conn.stats.failed_attempts == 1)  # noqa: B023
             for conn in stalled:
                 assert isinstance(conn.last_error, connman.ConnectTimeout), repr(conn.last_error)
             await asyncio.sleep(TIMEOUT * 2)  # a deadline of the connected ones would have fired

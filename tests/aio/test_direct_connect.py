@@ -24,17 +24,11 @@ from connman import Cause
 from connman._dial import direct_address
 from connman._options import check_endpoint, check_options
 from connman.testing import EchoServer, SynBlackhole
-from tests.conftest import BOUND, MS, SLOW, Recorder, assert_nothing_pending
+from tests.conftest import BOUND, MS, SLOW, Recorder, assert_nothing_pending, until_conn
 
 
 def open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-async def until(conn: connman.Connection, done: object) -> None:
-    async with asyncio.timeout(BOUND):
-        while not done():  # type: ignore[operator]
-            await conn.wait_changed()
 
 
 def test_which_attempts_connect_their_socket_themselves() -> None:
@@ -56,7 +50,7 @@ def test_which_attempts_connect_their_socket_themselves() -> None:
 async def test_the_transport_is_create_connections(cm: connman.ConnectionManager) -> None:
     async with EchoServer() as server:
         conn = cm.connect(server.port, "127.0.0.1")
-        await until(conn, lambda: conn.is_connected)
+        await until_conn(conn, lambda: conn.is_connected)
         sock = conn.socket
         assert sock is not None
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
@@ -87,7 +81,7 @@ async def test_a_refusal_is_asyncios_error(cm: connman.ConnectionManager) -> Non
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]  # bound, never listening: refused
         conn = cm.connect(port, "127.0.0.1", backoff=SLOW)
-        await until(conn, lambda: conn.stats.failed_attempts == 1)
+        await until_conn(conn, lambda: conn.stats.failed_attempts == 1)
     error = conn.last_error
     assert isinstance(error, ConnectionRefusedError), repr(error)
     assert error.errno == errno.ECONNREFUSED
@@ -118,7 +112,7 @@ async def test_an_attempt_stopped_while_its_socket_connects_leaves_nothing(
             assert open_descriptors() == before + 1
             await conn.disconnect()
         else:
-            await until(conn, lambda: conn.stats.failed_attempts == 1)
+            await until_conn(conn, lambda: conn.stats.failed_attempts == 1)
             assert isinstance(conn.last_error, connman.ConnectTimeout), repr(conn.last_error)
             assert open_descriptors() == before  # closed; the next attempt waits 30 s (SLOW)
             await conn.disconnect()
@@ -130,7 +124,7 @@ async def test_a_connect_refused_at_the_call_is_a_failed_attempt(cm: connman.Con
     # A link-local address without its scope: connect() fails at once (EINVAL), no packet leaves.
     before = open_descriptors()
     conn = cm.connect(80, "fe80::1", backoff=SLOW)
-    await until(conn, lambda: conn.stats.failed_attempts == 1)
+    await until_conn(conn, lambda: conn.stats.failed_attempts == 1)
     assert isinstance(conn.last_error, OSError) and conn.last_error.errno == errno.EINVAL, repr(
         conn.last_error
     )
