@@ -231,9 +231,9 @@ class Dispatcher:
     One path runs them all (`deliver`, for `on_data`, is its one-call case written out): `_run` calls
     a callback, times it, and catches and reports what it raises, then runs what was asked for
     meanwhile, in order, until a callback returns an awaitable; `_await` awaits that in a task and
-    hands what queued meanwhile back to `_run`. From the call to
-    the end of the await, `_running` is set and every new call queues, so callbacks never overlap,
-    even when one asks for another (`conn.reconnect()` inside `on_data` asks for `on_reset`).
+    hands what queued meanwhile back to `_run`. From the call to the end of the await, `_running` is
+    set and every new call queues, so callbacks never overlap, even when one asks for another
+    (`conn.reconnect()` inside `on_data` asks for `on_reset`).
     """
 
     __slots__ = (
@@ -333,7 +333,7 @@ class Dispatcher:
         self,
         fn: Callable[[Any], object],
         arg: object,
-        name: str = "on_data",
+        name: str = ON_DATA,
         then: Then | None = None,
     ) -> None:
         if self._running:
@@ -399,7 +399,7 @@ class Dispatcher:
             queue.append(call)
 
     def _failed(self, name: str, exc: BaseException) -> None:
-        if name == "on_data" and isinstance(exc, ProtocolError):
+        if name == ON_DATA and isinstance(exc, ProtocolError):
             logger.warning("the peer broke the protocol: %s; dropping the connection", exc)
             self._host.protocol_error(exc)
             return
