@@ -7,7 +7,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test demo lint docs bench bench-quick cov package-check clean
 
-$(STAMP): pyproject.toml
+# The editable install also compiles connman._speedups in place (hatch_build.py): rebuilt when its
+# source changes.
+$(STAMP): pyproject.toml hatch_build.py src/connman/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,speed]'
@@ -18,8 +20,13 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[dev,speed,bench]'
 	touch $(BENCH_STAMP)
 
+# The whole suite, then the data path's tests again with the Python form of connman._datapath
+# (CONNMAN_PURE_PYTHON=1): the C form is the default, the Python one the fallback and reference.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	CONNMAN_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_PYTHON_TESTS)
+
+PURE_PYTHON_TESTS := tests/aio tests/sync tests/test_datapath.py
 
 cov: $(STAMP)
 	$(BIN)/python -m pytest -q --cov --cov-report=term
@@ -58,9 +65,9 @@ package-check: $(PACKAGE_STAMP)
 
 # mypy checks tools/mkdocs_hooks.py too, against the docs extra: lint installs it.
 lint: $(DOCS_STAMP)
-	$(BIN)/ruff check src tests examples bench tools
-	$(BIN)/ruff format --check src tests examples bench tools
+	$(BIN)/ruff check src tests examples bench tools hatch_build.py
+	$(BIN)/ruff format --check src tests examples bench tools hatch_build.py
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) site dist .pytest_cache .mypy_cache .ruff_cache .coverage bench/.build bench/.node bench/.results
+	rm -rf $(VENV) src/connman/_speedups*.so site dist .pytest_cache .mypy_cache .ruff_cache .coverage bench/.build bench/.node bench/.results

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, Protocol, TypeAlias
 
+from ._datapath import DispatcherBase
 from .errors import ProtocolError
 
 __all__ = [
@@ -225,7 +226,7 @@ class Host(Protocol):
         """`on_data` raised `ProtocolError`: the peer broke the protocol, drop the connection."""
 
 
-class Dispatcher:
+class Dispatcher(DispatcherBase):
     """Run one connection's callbacks one at a time, in the order they were asked for.
 
     One path runs them all (`deliver`, for `on_data`, is its one-call case written out): `_run` calls
@@ -240,9 +241,6 @@ class Dispatcher:
         "_host",
         "_loop",
         "_on_error",
-        "_queue",
-        "_running",
-        "_slow",
         "_task",
     )
 
@@ -263,7 +261,7 @@ class Dispatcher:
         # protocol: one reference rather than two bound methods (W4 keeps 10,000 dispatchers).
         self._host = host
         # Made on first use: most connections never queue a callback, and an empty deque is 600 bytes.
-        self._queue: deque[_Call] | None = None
+        self._queue = None
         self._task: asyncio.Task[None] | None = None
         self._running = False
 
@@ -367,8 +365,9 @@ class Dispatcher:
     def deliver(self, fn: Callable[[bytes], object], data: bytes) -> None:
         """`call("on_data", fn, (data,))`, in fewer steps: the data path runs it once per read.
 
-        The common case, nothing running or queued and callbacks untimed, runs here; the rest goes
-        through `_run`, whose loop this is with one call in it (decision 53).
+        The common case, nothing running or queued and callbacks untimed, runs here (and in C, in
+        `_speedups`' `Receiver.data_received`); the rest goes through `_run`, whose loop this is with
+        one call in it (decision 53).
         """
         if self._running or self._slow:
             self._run(fn, data)
@@ -377,12 +376,21 @@ class Dispatcher:
         try:
             result = fn(data)
         except _CAUGHT as exc:
-            result = None
-            self._failed(ON_DATA, exc)
+            self._delivered(None, exc)
+            return
         except BaseException:
             self._running = False
             raise
-        if result is not None and inspect.isawaitable(result):
+        if result is None and not self._queue:
+            self._running = False
+            return
+        self._delivered(result, None)
+
+    def _delivered(self, result: object, exc: BaseException | None) -> None:
+        # deliver()'s end when fn raised `exc`, returned an awaitable or asked for more meanwhile.
+        if exc is not None:
+            self._failed(ON_DATA, exc)
+        elif result is not None and inspect.isawaitable(result):
             self._await_in_task(ON_DATA, result, None)
             return
         self._running = False

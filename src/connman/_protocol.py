@@ -19,6 +19,7 @@ import weakref
 from typing import Any, Final, Protocol, cast
 
 from ._callbacks import Dispatcher
+from ._datapath import Receiver
 from ._deadlines import DeadlineQueue
 from ._options import Options
 
@@ -44,7 +45,7 @@ class Link(Protocol):
         """The transport's send buffer went above (True) or back below (False) its water marks."""
 
 
-class ManagedProtocol(asyncio.Protocol):
+class ManagedProtocol(Receiver, asyncio.Protocol):
     """The protocol of one attempt; inert once `active` is cleared.
 
     It is also the attempt's handle, which tells the link when the attempt ended (`Link.dialed`),
@@ -55,17 +56,13 @@ class ManagedProtocol(asyncio.Protocol):
     """
 
     __slots__ = (
-        "active",
         "attempt",
         "connecting",
         "deadline",
-        "dispatcher",
         "flushing",
         "linger",
         "link",
         "loop",
-        "on_data",
-        "received",
         "timed_out",
         "transport",
     )
@@ -86,7 +83,6 @@ class ManagedProtocol(asyncio.Protocol):
         self.flushing = False  # closing gracefully: see close_gracefully()
         #: The timer that aborts this transport if its graceful close takes too long (set by the link).
         self.linger: asyncio.TimerHandle | None = None
-        #: Bytes received on this transport and handed to `on_data`.
         self.received = 0
         self.transport: asyncio.Transport | None = None
 
@@ -206,10 +202,7 @@ class ManagedProtocol(asyncio.Protocol):
         self.transport = transport
         self.link.opened(self)
 
-    def data_received(self, data: bytes) -> None:
-        if self.active:
-            self.received += len(data)
-            self.dispatcher.deliver(self.on_data, data)
+    # data_received is Receiver's: it counts the chunk and hands it to the dispatcher.
 
     def eof_received(self) -> bool:
         return False  # close our side too: a half-closed managed connection is a lost one

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 from . import _flow, events
 from ._callbacks import Callbacks, Dispatcher, resume_caller, slow_callback_limit
 from ._causes import Cause, classify
+from ._datapath import Writer
 from ._dial import dial, direct_address
 from ._endpoints import Route, UnixEndpoint
 from ._flow import Admit, IdleWatch, Outbox, admit_write
@@ -99,7 +100,7 @@ Bytes = bytes | bytearray | memoryview
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 
 
-class Connection:
+class Connection(Writer):
     """A managed TCP connection that re-establishes itself until `disconnect()`.
 
     Made by `connman.connect()` / `ConnectionManager.connect()` / `Pool.add_connection()`, never directly.
@@ -114,14 +115,11 @@ class Connection:
         "_attempt_started",
         "_beat",
         "_bytes_in",
-        "_bytes_out",
         "_callbacks",
         "_changes",
         "_connect_latency",
         "_dispatcher",
         "_endpoint",
-        "_fast",
-        "_headroom",
         "_home",
         "_hub",
         "_idle",
@@ -135,10 +133,7 @@ class Connection:
         "_route",
         "_signal",
         "_state_since",
-        "_thread_id",
         "_timer",
-        "_transport",
-        "_writing_paused",
     )
 
     def __init__(
@@ -275,40 +270,8 @@ class Connection:
 
     # ---- writing ---------------------------------------------------------------------------------
 
-    def write(self, data: Bytes) -> bool:
-        """Send `data` (bytes-like) now, or queue it while down if `queue_while_down` allows.
-
-        Every byte not yet handed to the kernel counts against `max_write_buffer`: the transport's
-        buffer, writes from other threads not flushed yet, and this write, whole.
-
-        Returns:
-            True while the send buffer is below its high-water mark (64 KiB, or half of
-            `max_write_buffer` if smaller); False once it is above (the peer or the network is
-            slower than the writer): stop writing until `wait_writable()`. Like node's
-            `socket.write()`, the data was accepted either way.
-
-        Raises:
-            TypeError: `data` is not bytes-like.
-            BufferFull: The unsent bytes would exceed `max_write_buffer`; nothing of `data` was sent.
-            NotConnected: The connection is down and queueing is off (`queue_while_down=0`).
-            QueueFull: Queueing `data` would exceed `queue_while_down` bytes; the queue is unchanged.
-            Disconnected: `disconnect()` was called.
-            GaveUp: The connection failed for good (`max_attempts` or `give_up_after`).
-        """
-        transport = self._transport
-        # The fast path: on the loop's thread, up, below the high-water mark, nothing batched (`_fast`),
-        # small enough that the limit cannot be reached. Anything else takes the full decision.
-        if (
-            transport is not None
-            and type(data) is bytes
-            and self._fast
-            and _get_ident() == self._thread_id
-            and (size := len(data)) <= self._headroom
-            and not transport.is_closing()
-        ):
-            self._bytes_out += size
-            transport.write(data)
-            return not self._writing_paused
+    def _write_slow(self, data: Bytes) -> bool:
+        # What write()'s fast path (`Writer.write`) leaves: the full decision, here or from a thread.
         if _get_ident() == self._thread_id:
             return self._write_here(data)
         return self._write_from_thread(data)
