@@ -9,6 +9,7 @@ bootstrap) builds the extension in place, next to `_datapath.py`, where the edit
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import sysconfig
 import tempfile
@@ -24,24 +25,32 @@ class SpeedupsBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        source = Path(self.root, SOURCE)
+        if version == "editable":  # an old build in place must not outlive a failed or skipped one
+            for stale in source.parent.glob("_speedups*.so"):
+                stale.unlink()
         if os.environ.get("CONNMAN_PURE_PYTHON"):
             return
         name = "_speedups" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
-        source = Path(self.root, SOURCE)
+        self._work = Path(tempfile.mkdtemp(prefix="connman-build-"))
         try:
-            built = compile_extension(source, Path(tempfile.mkdtemp(prefix="connman-build-")))
+            built = compile_extension(source, self._work)
         except Exception as exc:  # no compiler, no headers: the pure-Python wheel still works
             if os.environ.get("CONNMAN_REQUIRE_SPEEDUPS"):
                 raise
             print(f"connman: _speedups not built ({exc}); the data path runs in Python", file=sys.stderr)
             return
         if version == "editable":
-            in_place = source.with_name(name)
-            in_place.write_bytes(built.read_bytes())
+            source.with_name(name).write_bytes(built.read_bytes())
         else:
             build_data["force_include"][str(built)] = f"connman/{name}"
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        work = getattr(self, "_work", None)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def compile_extension(source: Path, work: Path) -> Path:

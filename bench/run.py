@@ -74,6 +74,8 @@ RATIOS = [
 W8_TARGETS = {("connman-uvloop", "uvloop-protocol"): 0.95, ("connman-asyncio", "asyncio-protocol"): 1.5}
 #: W4 targets at the largest size: connect-all time managed / raw (at most), KB per connection (at most).
 W4_TIME_TARGET = 1.1
+#: The connect-all target is the default loop's (#16); on uvloop the ratio is reported, unmarked.
+W4_TIME_TARGETED = {"connman-asyncio"}
 W4_KB_TARGET = 5.0
 
 #: Where the server runs: the client's core (primary), or the other one (reference).
@@ -277,11 +279,15 @@ def fanout(port: int, runs: int, quick: bool) -> dict[str, dict[str, list[dict[s
             cpu_ratio = statistics.median(a["cpu_us"] / b["cpu_us"] for a, b in pairs)
             kb = statistics.median(r["kb_per_connection"] for r in by_peer[managed])
             if size == largest:
-                time_mark = "✓ met" if ratio <= W4_TIME_TARGET else "✗ missed"
+                if managed in W4_TIME_TARGETED:
+                    time_mark = "✓ met" if ratio <= W4_TIME_TARGET else "✗ missed"
+                    time_target = f"target ≤ {W4_TIME_TARGET}: {time_mark}"
+                else:
+                    time_target = "no target on this loop"
                 kb_mark = "✓ met" if kb <= W4_KB_TARGET else "✗ missed"
                 print(
                     f"- {int(size):,} connections: connect-all {managed} / {raw} = {ratio:.3f}"
-                    f" (target ≤ {W4_TIME_TARGET}: {time_mark}), client CPU {cpu_ratio:.2f}x;"
+                    f" ({time_target}), client CPU {cpu_ratio:.2f}x;"
                     f" {kb:.1f} KB per connection (target ≤ {W4_KB_TARGET:g}: {kb_mark})"
                 )
             else:

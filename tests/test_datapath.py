@@ -56,3 +56,13 @@ def test_the_c_classes_have_the_python_classes_fields_and_methods(name: str) -> 
         assert method in vars(reference) and method in vars(compiled), (name, method)
     added = {key for key in vars(compiled) if not key.startswith("__")}
     assert added == fields | METHODS[name], f"{name}: the C class has more than the Python one"
+
+
+def test_the_c_form_catches_what_the_dispatcher_catches() -> None:
+    from connman._callbacks import _CAUGHT
+
+    module = speedups()
+    if module is None:  # nothing to compare: the Python form catches _CAUGHT itself
+        assert not _datapath.ACCELERATED
+        return
+    assert module.CAUGHT == _CAUGHT

@@ -373,18 +373,19 @@ class Dispatcher(DispatcherBase):
             self._run(fn, data)
             return
         self._running = True
+        error: BaseException | None = None
         try:
             result = fn(data)
         except _CAUGHT as exc:
-            self._delivered(None, exc)
-            return
+            result, error = None, exc  # reported outside the except block, as the C form does
         except BaseException:
             self._running = False
             raise
-        if result is None and not self._queue:
-            self._running = False
-            return
-        self._delivered(result, None)
+        else:
+            if result is None and not self._queue:
+                self._running = False
+                return
+        self._delivered(result, error)
 
     def _delivered(self, result: object, exc: BaseException | None) -> None:
         # deliver()'s end when fn raised `exc`, returned an awaitable or asked for more meanwhile.

@@ -17,6 +17,7 @@ says which are in use. The test suite runs under both.
 from __future__ import annotations
 
 import os
+import sysconfig
 from collections import deque
 from collections.abc import Callable
 from threading import get_ident as _get_ident
@@ -125,7 +126,12 @@ REFERENCE: Final[dict[str, type[Writer | DispatcherBase | Receiver]]] = {
     "Receiver": Receiver,
 }
 
-if not TYPE_CHECKING and not os.environ.get("CONNMAN_PURE_PYTHON"):
+# A free-threaded CPython would run the C classes without the GIL their fields rely on: Python there.
+if (
+    not TYPE_CHECKING
+    and not os.environ.get("CONNMAN_PURE_PYTHON")
+    and not sysconfig.get_config_var("Py_GIL_DISABLED")
+):
     try:
         from ._speedups import DispatcherBase, Receiver, Writer
     except ImportError:  # not built (no C compiler at install): the Python classes above

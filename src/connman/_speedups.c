@@ -4,6 +4,10 @@
  * common case runs here, everything else goes back to the same Python methods (Connection._write_slow,
  * Dispatcher._run, Dispatcher._delivered). Keep the two in step: the test suite runs under both
  * (CONNMAN_PURE_PYTHON=1 selects the Python classes).
+ *
+ * Fields that Python code reads or writes on a data path (the default loop's buffer_updated and
+ * Dispatcher.deliver) are objects (T_OBJECT_EX), which CPython's attribute specialization handles like
+ * __slots__; the others are C values, which only C reads often.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -11,7 +15,7 @@
 #include "pythread.h"
 
 static PyObject *s_is_closing, *s_write, *s_write_slow, *s_run, *s_delivered;
-static PyObject *caught;  /* (Exception, SystemExit, KeyboardInterrupt) */
+static PyObject *caught; /* what Dispatcher catches: (Exception, SystemExit, KeyboardInterrupt) */
 
 /* The exception being raised, normalized, with its traceback; the error indicator is cleared. */
 static PyObject *take_exception(void) {
@@ -21,14 +25,23 @@ static PyObject *take_exception(void) {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL) PyException_SetTraceback(value, tb);
+    if (tb != NULL)
+        PyException_SetTraceback(value, tb);
     Py_XDECREF(type);
     Py_XDECREF(tb);
     return value;
 #endif
 }
 
-/* ---- Writer: Connection.write's fast path ---- */
+/* Set an object field to True or False. */
+static inline void set_flag(PyObject **field, int value) {
+    PyObject *old = *field;
+    *field = Py_NewRef(value ? Py_True : Py_False);
+    Py_XDECREF(old);
+}
+
+/* ---- Writer: Connection.write's fast path ------------------------------------------------------ */
+
 typedef struct {
     PyObject_HEAD
     PyObject *transport;
@@ -39,54 +52,79 @@ typedef struct {
     char writing_paused;
 } Writer;
 
-static int Writer_traverse(Writer *self, visitproc visit, void *arg) { Py_VISIT(self->transport); return 0; }
-static int Writer_clear(Writer *self) { Py_CLEAR(self->transport); return 0; }
-static void Writer_dealloc(Writer *self) {
-    PyObject_GC_UnTrack(self); Writer_clear(self); Py_TYPE(self)->tp_free((PyObject *)self);
+static int Writer_traverse(Writer *self, visitproc visit, void *arg) {
+    Py_VISIT(self->transport);
+    return 0;
 }
 
-static PyObject *Writer_write(Writer *self, PyObject *data) {
+static int Writer_clear(Writer *self) {
+    Py_CLEAR(self->transport);
+    return 0;
+}
+
+static void Writer_dealloc(Writer *self) {
+    PyObject_GC_UnTrack(self);
+    Writer_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Writer_write(Writer *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *data;
+    if (nargs == 1 && kwnames == NULL) {
+        data = args[0];
+    } else if (nargs == 0 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1
+               && PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0))
+               && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "data") == 0) {
+        data = args[0]; /* write(data=...), as the Python form allows */
+    } else {
+        PyErr_SetString(PyExc_TypeError, "write() takes exactly one argument, data (bytes-like)");
+        return NULL;
+    }
     PyObject *transport = self->transport;
     if (transport != NULL && transport != Py_None && PyBytes_CheckExact(data) && self->fast
         && PyThread_get_thread_ident() == self->thread_id && PyBytes_GET_SIZE(data) <= self->headroom) {
-        Py_INCREF(transport);
+        Py_INCREF(transport); /* is_closing() may run Python code that replaces self->transport */
         PyObject *closing = PyObject_CallMethodNoArgs(transport, s_is_closing);
-        if (closing == NULL) { Py_DECREF(transport); return NULL; }
-        int is_closing = PyObject_IsTrue(closing);
-        Py_DECREF(closing);
-        if (is_closing < 0) { Py_DECREF(transport); return NULL; }
-        if (!is_closing) {
+        int is_closing = closing == NULL ? -1 : PyObject_IsTrue(closing);
+        Py_XDECREF(closing);
+        if (is_closing == 0) {
             self->bytes_out += PyBytes_GET_SIZE(data);
-            PyObject *r = PyObject_CallMethodOneArg(transport, s_write, data);
+            PyObject *done = PyObject_CallMethodOneArg(transport, s_write, data);
             Py_DECREF(transport);
-            if (r == NULL) return NULL;
-            Py_DECREF(r);
+            if (done == NULL)
+                return NULL;
+            Py_DECREF(done);
             return PyBool_FromLong(!self->writing_paused);
         }
         Py_DECREF(transport);
+        if (is_closing < 0)
+            return NULL;
     }
     return PyObject_CallMethodOneArg((PyObject *)self, s_write_slow, data);
 }
 
 static PyMethodDef Writer_methods[] = {
-    {"write", (PyCFunction)Writer_write, METH_O,
-     "write($self, data, /)\n--\n\n"
+    {"write", (PyCFunction)(void (*)(void))Writer_write, METH_FASTCALL | METH_KEYWORDS,
+     "write($self, data)\n--\n\n"
      "Send data now, or queue it while down; False once above the high-water mark.\n\n"
      "The C form of connman._datapath.Writer.write: see Connection.write's documentation."},
-    {NULL}
+    {NULL},
 };
+
 static PyMemberDef Writer_members[] = {
-    {"_transport", T_OBJECT, offsetof(Writer, transport), 0, NULL},
+    {"_transport", T_OBJECT_EX, offsetof(Writer, transport), 0, NULL},
     {"_thread_id", T_ULONG, offsetof(Writer, thread_id), 0, NULL},
     {"_headroom", T_PYSSIZET, offsetof(Writer, headroom), 0, NULL},
     {"_bytes_out", T_LONGLONG, offsetof(Writer, bytes_out), 0, NULL},
     {"_fast", T_BOOL, offsetof(Writer, fast), 0, NULL},
     {"_writing_paused", T_BOOL, offsetof(Writer, writing_paused), 0, NULL},
-    {NULL}
+    {NULL},
 };
+
 static PyTypeObject WriterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "connman._speedups.Writer",
+    .tp_doc = "The fields of Connection.write's fast path, and the path (connman._datapath.Writer).",
     .tp_basicsize = sizeof(Writer),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -97,28 +135,46 @@ static PyTypeObject WriterType = {
     .tp_members = Writer_members,
 };
 
-/* ---- DispatcherBase ---- */
+/* ---- DispatcherBase: the fields of a Dispatcher that the receive path reads --------------------- */
+
 typedef struct {
     PyObject_HEAD
-    PyObject *queue;
-    double slow;
-    char running;
+    PyObject *queue;   /* None or a deque */
+    PyObject *running; /* bool */
+    PyObject *slow;    /* float: 0.0 when callbacks are untimed */
 } DispatcherBase;
 
-static int Disp_traverse(DispatcherBase *self, visitproc visit, void *arg) { Py_VISIT(self->queue); return 0; }
-static int Disp_clear(DispatcherBase *self) { Py_CLEAR(self->queue); return 0; }
-static void Disp_dealloc(DispatcherBase *self) {
-    PyObject_GC_UnTrack(self); Disp_clear(self); Py_TYPE(self)->tp_free((PyObject *)self);
+static int Disp_traverse(DispatcherBase *self, visitproc visit, void *arg) {
+    Py_VISIT(self->queue);
+    Py_VISIT(self->running);
+    Py_VISIT(self->slow);
+    return 0;
 }
+
+static int Disp_clear(DispatcherBase *self) {
+    Py_CLEAR(self->queue);
+    Py_CLEAR(self->running);
+    Py_CLEAR(self->slow);
+    return 0;
+}
+
+static void Disp_dealloc(DispatcherBase *self) {
+    PyObject_GC_UnTrack(self);
+    Disp_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
 static PyMemberDef Disp_members[] = {
-    {"_queue", T_OBJECT, offsetof(DispatcherBase, queue), 0, NULL},
-    {"_slow", T_DOUBLE, offsetof(DispatcherBase, slow), 0, NULL},
-    {"_running", T_BOOL, offsetof(DispatcherBase, running), 0, NULL},
-    {NULL}
+    {"_queue", T_OBJECT_EX, offsetof(DispatcherBase, queue), 0, NULL},
+    {"_running", T_OBJECT_EX, offsetof(DispatcherBase, running), 0, NULL},
+    {"_slow", T_OBJECT_EX, offsetof(DispatcherBase, slow), 0, NULL},
+    {NULL},
 };
+
 static PyTypeObject DispatcherType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "connman._speedups.DispatcherBase",
+    .tp_doc = "The fields of a Dispatcher that the receive path reads (connman._datapath.DispatcherBase).",
     .tp_basicsize = sizeof(DispatcherBase),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -128,33 +184,31 @@ static PyTypeObject DispatcherType = {
     .tp_members = Disp_members,
 };
 
-/* ---- Receiver ---- */
-typedef struct {
-    PyObject_HEAD
-    PyObject *dispatcher;
-    PyObject *on_data;
-    long long received;
-    char active;
-} Receiver;
-
-static int Recv_traverse(Receiver *self, visitproc visit, void *arg) {
-    Py_VISIT(self->dispatcher); Py_VISIT(self->on_data); return 0;
-}
-static int Recv_clear(Receiver *self) { Py_CLEAR(self->dispatcher); Py_CLEAR(self->on_data); return 0; }
-static void Recv_dealloc(Receiver *self) {
-    PyObject_GC_UnTrack(self); Recv_clear(self); Py_TYPE(self)->tp_free((PyObject *)self);
+/* 1 if `value` is true, 0 if false; -1 with an exception. None and NULL (not set yet) are false. */
+static inline int truth(PyObject *value) {
+    if (value == Py_False || value == Py_None || value == NULL)
+        return 0;
+    if (value == Py_True)
+        return 1;
+    return PyObject_IsTrue(value);
 }
 
-/* Dispatcher.deliver(fn, data) in the common case: nothing running or queued, callbacks untimed. */
+/* Dispatcher.deliver(fn, data): its common case here, nothing running or queued and callbacks
+ * untimed; Dispatcher._run or Dispatcher._delivered for everything else. A new reference or NULL. */
 static PyObject *deliver(DispatcherBase *disp, PyObject *fn, PyObject *data) {
     PyObject *d = (PyObject *)disp;
-    if (disp->running || disp->slow != 0.0)
+    int busy = truth(disp->running);
+    if (busy == 0)
+        busy = truth(disp->slow);
+    if (busy < 0)
+        return NULL;
+    if (busy)
         return PyObject_CallMethodObjArgs(d, s_run, fn, data, NULL);
-    disp->running = 1;
+    set_flag(&disp->running, 1);
     PyObject *result = PyObject_CallOneArg(fn, data);
     if (result == NULL) {
-        if (!PyErr_ExceptionMatches(caught)) {  /* GeneratorExit, CancelledError: not ours to report */
-            disp->running = 0;
+        if (!PyErr_ExceptionMatches(caught)) { /* a CancelledError, GeneratorExit: not ours to report */
+            set_flag(&disp->running, 0);
             return NULL;
         }
         PyObject *exc = take_exception();
@@ -163,37 +217,74 @@ static PyObject *deliver(DispatcherBase *disp, PyObject *fn, PyObject *data) {
         return done;
     }
     if (result == Py_None) {
-        PyObject *queue = disp->queue;
-        int queued = (queue == NULL || queue == Py_None) ? 0 : PyObject_IsTrue(queue);
+        int queued = truth(disp->queue);
         if (queued == 0) {
-            disp->running = 0;
+            set_flag(&disp->running, 0);
             return result;
         }
         if (queued < 0) {
-            disp->running = 0;
+            set_flag(&disp->running, 0);
             Py_DECREF(result);
             return NULL;
         }
     }
-    /* An awaitable to await, or what fn asked for meanwhile to run: Python's part. */
+    /* An awaitable to await in a task, or what fn asked for meanwhile to run: Python's part. */
     PyObject *done = PyObject_CallMethodObjArgs(d, s_delivered, result, Py_None, NULL);
     Py_DECREF(result);
     return done;
 }
 
+/* ---- Receiver: a protocol's receive path ------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *active;     /* bool */
+    PyObject *dispatcher; /* a DispatcherBase */
+    PyObject *on_data;
+    PyObject *received;   /* int */
+} Receiver;
+
+static int Recv_traverse(Receiver *self, visitproc visit, void *arg) {
+    Py_VISIT(self->active);
+    Py_VISIT(self->dispatcher);
+    Py_VISIT(self->on_data);
+    Py_VISIT(self->received);
+    return 0;
+}
+
+static int Recv_clear(Receiver *self) {
+    Py_CLEAR(self->active);
+    Py_CLEAR(self->dispatcher);
+    Py_CLEAR(self->on_data);
+    Py_CLEAR(self->received);
+    return 0;
+}
+
+static void Recv_dealloc(Receiver *self) {
+    PyObject_GC_UnTrack(self);
+    Recv_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
 static PyObject *Recv_data_received(Receiver *self, PyObject *data) {
-    if (!self->active)
-        Py_RETURN_NONE;
+    int active = truth(self->active);
+    if (active <= 0)
+        return active < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *d = self->dispatcher, *fn = self->on_data, *received = self->received;
+    if (d == NULL || fn == NULL || received == NULL || !PyObject_TypeCheck(d, &DispatcherType)) {
+        PyErr_SetString(PyExc_TypeError, "data_received: the protocol is not set up (no dispatcher)");
+        return NULL;
+    }
     Py_ssize_t size = PyBytes_CheckExact(data) ? PyBytes_GET_SIZE(data) : PyObject_Size(data);
     if (size < 0)
         return NULL;
-    self->received += size;
-    PyObject *d = self->dispatcher, *fn = self->on_data;
-    if (d == NULL || fn == NULL || !PyObject_TypeCheck(d, &DispatcherType)) {
-        PyErr_SetString(PyExc_TypeError, "data_received: the protocol has no dispatcher");
+    PyObject *step = PyLong_FromSsize_t(size);
+    PyObject *total = step == NULL ? NULL : PyNumber_Add(received, step);
+    Py_XDECREF(step);
+    if (total == NULL)
         return NULL;
-    }
-    /* on_data may replace or drop both (a reconnect inside on_data): hold them for the call. */
+    Py_SETREF(self->received, total);
+    /* on_data may replace either (a reconnect inside on_data): hold them for the call. */
     Py_INCREF(d);
     Py_INCREF(fn);
     PyObject *done = deliver((DispatcherBase *)d, fn, data);
@@ -208,18 +299,21 @@ static PyObject *Recv_data_received(Receiver *self, PyObject *data) {
 static PyMethodDef Recv_methods[] = {
     {"data_received", (PyCFunction)Recv_data_received, METH_O,
      "data_received($self, data, /)\n--\n\nCount the chunk and hand it to on_data through the dispatcher."},
-    {NULL}
+    {NULL},
 };
+
 static PyMemberDef Recv_members[] = {
-    {"dispatcher", T_OBJECT, offsetof(Receiver, dispatcher), 0, NULL},
-    {"on_data", T_OBJECT, offsetof(Receiver, on_data), 0, NULL},
-    {"received", T_LONGLONG, offsetof(Receiver, received), 0, NULL},
-    {"active", T_BOOL, offsetof(Receiver, active), 0, NULL},
-    {NULL}
+    {"active", T_OBJECT_EX, offsetof(Receiver, active), 0, NULL},
+    {"dispatcher", T_OBJECT_EX, offsetof(Receiver, dispatcher), 0, NULL},
+    {"on_data", T_OBJECT_EX, offsetof(Receiver, on_data), 0, NULL},
+    {"received", T_OBJECT_EX, offsetof(Receiver, received), 0, NULL},
+    {NULL},
 };
+
 static PyTypeObject ReceiverType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "connman._speedups.Receiver",
+    .tp_doc = "A protocol's receive path (connman._datapath.Receiver).",
     .tp_basicsize = sizeof(Receiver),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -230,21 +324,46 @@ static PyTypeObject ReceiverType = {
     .tp_members = Recv_members,
 };
 
-static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "connman._speedups", NULL, -1, NULL};
+/* ---- the module -------------------------------------------------------------------------------- */
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "connman._speedups",
+    .m_doc = "The data path in C: see connman._datapath, whose Python classes these mirror.",
+    .m_size = -1,
+};
+
+static int add_type(PyObject *module, const char *name, PyTypeObject *type) {
+    if (PyType_Ready(type) < 0)
+        return -1;
+    Py_INCREF(type);
+    if (PyModule_AddObject(module, name, (PyObject *)type) < 0) {
+        Py_DECREF(type);
+        return -1;
+    }
+    return 0;
+}
 
 PyMODINIT_FUNC PyInit__speedups(void) {
-    if (PyType_Ready(&WriterType) < 0 || PyType_Ready(&DispatcherType) < 0 || PyType_Ready(&ReceiverType) < 0)
-        return NULL;
     s_is_closing = PyUnicode_InternFromString("is_closing");
     s_write = PyUnicode_InternFromString("write");
     s_write_slow = PyUnicode_InternFromString("_write_slow");
     s_run = PyUnicode_InternFromString("_run");
     s_delivered = PyUnicode_InternFromString("_delivered");
     caught = PyTuple_Pack(3, PyExc_Exception, PyExc_SystemExit, PyExc_KeyboardInterrupt);
-    PyObject *m = PyModule_Create(&moddef);
-    if (m == NULL) return NULL;
-    Py_INCREF(&WriterType); PyModule_AddObject(m, "Writer", (PyObject *)&WriterType);
-    Py_INCREF(&DispatcherType); PyModule_AddObject(m, "DispatcherBase", (PyObject *)&DispatcherType);
-    Py_INCREF(&ReceiverType); PyModule_AddObject(m, "Receiver", (PyObject *)&ReceiverType);
-    return m;
+    if (!s_is_closing || !s_write || !s_write_slow || !s_run || !s_delivered || !caught)
+        return NULL;
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "CAUGHT", caught) < 0) { /* for the test that it is _callbacks' */
+        Py_DECREF(module);
+        return NULL;
+    }
+    if (add_type(module, "Writer", &WriterType) < 0 || add_type(module, "DispatcherBase", &DispatcherType) < 0
+        || add_type(module, "Receiver", &ReceiverType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

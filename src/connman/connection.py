@@ -180,7 +180,8 @@ class Connection(Writer):
         self._fast = True  # see _refresh_fast
         self._thread_id = home.thread_id
         # Below the high-water mark a write of up to this many bytes cannot pass max_write_buffer.
-        self._headroom = _flow.water_marks(options.max_write_buffer)[2]
+        # (Capped at sys.maxsize, which the C form's field holds: a larger max_write_buffer is no limit.)
+        self._headroom = min(_flow.water_marks(options.max_write_buffer)[2], sys.maxsize)
         home.submit(self._start)
 
     def __repr__(self) -> str:
