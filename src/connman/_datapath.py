@@ -17,7 +17,7 @@ says which are in use. The test suite runs under both.
 from __future__ import annotations
 
 import os
-import sysconfig
+import sys
 from collections import deque
 from collections.abc import Callable
 from threading import get_ident as _get_ident
@@ -126,11 +126,12 @@ REFERENCE: Final[dict[str, type[Writer | DispatcherBase | Receiver]]] = {
     "Receiver": Receiver,
 }
 
-# A free-threaded CPython would run the C classes without the GIL their fields rely on: Python there.
+# A free-threaded CPython (3.13+, `sys._is_gil_enabled()` False) would run the C classes without the
+# GIL their fields rely on: the Python classes there.
 if (
     not TYPE_CHECKING
     and not os.environ.get("CONNMAN_PURE_PYTHON")
-    and not sysconfig.get_config_var("Py_GIL_DISABLED")
+    and getattr(sys, "_is_gil_enabled", lambda: True)()
 ):
     try:
         from ._speedups import DispatcherBase, Receiver, Writer
