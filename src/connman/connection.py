@@ -93,9 +93,6 @@ on_fork_in_child(_new_locks)
 #: Durations come from this clock, not the loop's (uvloop's is millisecond-grained).
 _now: Final = time.monotonic
 
-#: `threading.get_ident`, one attribute lookup less on every write().
-_get_ident: Final = threading.get_ident
-
 Bytes = bytes | bytearray | memoryview
 _BYTES_LIKE: Final = (bytes, bytearray, memoryview)
 
@@ -273,7 +270,7 @@ class Connection(Writer):
 
     def _write_slow(self, data: Bytes) -> bool:
         # What write()'s fast path (`Writer.write`) leaves: the full decision, here or from a thread.
-        if _get_ident() == self._thread_id:
+        if threading.get_ident() == self._thread_id:
             return self._write_here(data)
         return self._write_from_thread(data)
 
