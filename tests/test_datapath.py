@@ -18,7 +18,7 @@ import pytest
 from connman import _datapath
 
 #: What each class adds itself: its fields (the Python `__slots__`) and the methods the C form has.
-METHODS = {"Writer": {"write"}, "DispatcherBase": set(), "Receiver": {"data_received"}}
+METHODS = {"Writer": {"write"}, "DispatcherBase": set(), "Receiver": {"buffer_updated", "data_received"}}
 
 
 def speedups() -> ModuleType | None:

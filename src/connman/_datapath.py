@@ -1,14 +1,16 @@
 """The two steps every write and every chunk take, in C when `connman._speedups` is built.
 
-`Writer.write` is `Connection.write`'s fast path; `Receiver.data_received` is a protocol's receive
-path, with `Dispatcher.deliver`'s common case for `on_data`. They are base classes, so that their
-fields live where the C code reads them without a lookup: `Connection` is a `Writer`,
-`ManagedProtocol` a `Receiver`, `Dispatcher` a `DispatcherBase`.
+`Writer.write` is `Connection.write`'s fast path; `Receiver.data_received` and
+`Receiver.buffer_updated` are a protocol's receive path, with `Dispatcher.deliver`'s common case for
+`on_data`. They are base classes, so that their fields live where the C code reads them without a
+lookup: `Connection` is a `Writer`, `ManagedProtocol` a `Receiver`, `Dispatcher` a
+`DispatcherBase`.
 
 The Python classes here are the reference; `_speedups.c` mirrors them field for field and step for
 step, and hands everything but the common case back to the same Python methods (`_write_slow`,
-`Dispatcher._run`, `Dispatcher._delivered`). In pure Python each step is a frame of bytecode, and on
-uvloop those frames were most of what connman added to a round trip (decision 54).
+`Dispatcher._run`, `Dispatcher._delivered`, `BufferedManagedProtocol._filled`). In pure Python each
+step is a frame of bytecode, and on uvloop those frames were most of what connman added to a round
+trip (decision 54).
 
 `CONNMAN_PURE_PYTHON=1` in the environment, at import, selects the Python classes; `ACCELERATED`
 says which are in use. The test suite runs under both.
@@ -104,10 +106,12 @@ class DispatcherBase:
 class Receiver:
     """A protocol's receive path: count the chunk, hand it to `on_data` through the dispatcher."""
 
-    __slots__ = ("active", "dispatcher", "on_data", "received")
+    __slots__ = ("active", "buffer", "dispatcher", "on_data", "received")
 
     #: Cleared once the connection is done with this protocol: what arrives then is dropped.
     active: bool
+    #: The buffer a `BufferedProtocol` is read into (`buffer_updated`); None for a plain one.
+    buffer: memoryview | None
     dispatcher: DispatcherBase
     on_data: Callable[[bytes], object]
     #: Bytes received on this transport and handed to `on_data`.
@@ -117,6 +121,23 @@ class Receiver:
         if self.active:
             self.received += len(data)
             self.dispatcher.deliver(self.on_data, data)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.active:
+            buffer = self.buffer
+            if buffer is None:
+                raise TypeError("buffer_updated: the protocol has no buffer")
+            if not 0 <= nbytes <= len(buffer):
+                raise ValueError(f"buffer_updated: nbytes must be 0 to {len(buffer)}, not {nbytes}")
+            data = buffer[:nbytes].tobytes()  # on_data's own copy: the buffer is read into again
+            if nbytes == len(buffer):
+                self._filled()
+            self.received += nbytes
+            self.dispatcher.deliver(self.on_data, data)
+
+    def _filled(self) -> None:
+        """A read filled the buffer: more is waiting (`BufferedManagedProtocol`'s)."""
+        raise NotImplementedError
 
 
 #: The Python classes, whichever are in use: the tests hold the C ones to them.

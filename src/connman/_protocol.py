@@ -84,6 +84,7 @@ class ManagedProtocol(Receiver, asyncio.Protocol):
         #: The timer that aborts this transport if its graceful close takes too long (set by the link).
         self.linger: asyncio.TimerHandle | None = None
         self.received = 0
+        self.buffer = None
         self.transport: asyncio.Transport | None = None
 
     def __call__(self) -> ManagedProtocol:
@@ -296,7 +297,7 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
     this protocol), and a plain read shorter than half the buffer switches it back.
     """
 
-    __slots__ = ("_bulk", "buffer")
+    __slots__ = ("_bulk",)
 
     def __init__(self, link: Link, dispatcher: Dispatcher, on_data: Any, buffer: memoryview) -> None:
         super().__init__(link, dispatcher, on_data)
@@ -304,19 +305,18 @@ class BufferedManagedProtocol(ManagedProtocol, asyncio.BufferedProtocol):
         self._bulk: _BulkReceiver | None = None  # made by the first full read
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.buffer
+        return self.buffer  # type: ignore[return-value]  # set above, never None here
 
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.active:
-            self.received += nbytes
-            buffer = self.buffer
-            # A full read: more is waiting, so read it plain, without the copy.
-            if nbytes == len(buffer) and _ADAPT and self.transport is not None:
-                bulk = self._bulk
-                if bulk is None:
-                    bulk = self._bulk = _BulkReceiver(self)
-                self.transport.set_protocol(bulk)
-            self.dispatcher.deliver(self.on_data, buffer[:nbytes].tobytes())
+    # buffer_updated is Receiver's: it copies the bytes out, calls _filled() if they filled the buffer,
+    # counts them and hands them to the dispatcher.
+
+    def _filled(self) -> None:
+        # A full read: more is waiting, so read it plain, without the copy.
+        if _ADAPT and self.transport is not None:
+            bulk = self._bulk
+            if bulk is None:
+                bulk = self._bulk = _BulkReceiver(self)
+            self.transport.set_protocol(bulk)
 
 
 class _BulkReceiver(asyncio.Protocol):
@@ -326,14 +326,15 @@ class _BulkReceiver(asyncio.Protocol):
     forwards everything to its owner, the attempt's protocol, the one the connection knows.
     """
 
-    __slots__ = ("owner",)
+    __slots__ = ("half", "owner")
 
     def __init__(self, owner: BufferedManagedProtocol) -> None:
         self.owner = owner
+        self.half = len(owner.buffer) // 2 if owner.buffer is not None else 0
 
     def data_received(self, data: bytes) -> None:
         owner = self.owner
-        if len(data) < len(owner.buffer) // 2 and owner.transport is not None:  # small: back to the buffer
+        if len(data) < self.half and owner.transport is not None:  # small: back to the buffer
             owner.transport.set_protocol(owner)
         owner.data_received(data)
 

@@ -5,16 +5,16 @@
  * Dispatcher._run, Dispatcher._delivered). Keep the two in step: the test suite runs under both
  * (CONNMAN_PURE_PYTHON=1 selects the Python classes).
  *
- * Fields that Python code reads or writes on a data path (the default loop's buffer_updated and
- * Dispatcher.deliver) are objects (T_OBJECT_EX), which CPython's attribute specialization handles like
- * __slots__; the others are C values, which only C reads often.
+ * Fields that Python code reads or writes on a data path (DispatcherBase's, which Dispatcher._run
+ * uses) are objects (T_OBJECT_EX), which CPython's attribute specialization handles like __slots__;
+ * the counters and flags that C reads on every write or chunk are C values.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
 #include "pythread.h"
 
-static PyObject *s_is_closing, *s_write, *s_write_slow, *s_run, *s_delivered;
+static PyObject *s_is_closing, *s_write, *s_write_slow, *s_run, *s_delivered, *s_filled;
 static PyObject *caught; /* what Dispatcher catches: (Exception, SystemExit, KeyboardInterrupt) */
 
 /* The exception being raised, normalized, with its traceback; the error indicator is cleared. */
@@ -33,6 +33,15 @@ static PyObject *take_exception(void) {
 #endif
 }
 
+/* 1 if `value` is true, 0 if false; -1 with an exception. None and NULL (not set yet) are false. */
+static inline int truth(PyObject *value) {
+    if (value == Py_False || value == Py_None || value == NULL)
+        return 0;
+    if (value == Py_True)
+        return 1;
+    return PyObject_IsTrue(value);
+}
+
 /* Set an object field to True or False. */
 static inline void set_flag(PyObject **field, int value) {
     PyObject *old = *field;
@@ -40,11 +49,63 @@ static inline void set_flag(PyObject **field, int value) {
     Py_XDECREF(old);
 }
 
+/* fn(*args[1:1 + nargs]) by vectorcall; args[0] is free for the callee to use (a bound method puts
+ * its self there). */
+static inline PyObject *call(PyObject *fn, PyObject *const *args, Py_ssize_t nargs) {
+    size_t nargsf = (size_t)nargs | PY_VECTORCALL_ARGUMENTS_OFFSET;
+    vectorcallfunc vectorcall = PyVectorcall_Function(fn);
+    return vectorcall != NULL ? vectorcall(fn, args + 1, nargsf, NULL) : PyObject_Vectorcall(fn, args + 1, nargsf, NULL);
+}
+
+/* Whether `obj.name` is always `type.name` bound to obj, for every name: no instance dict, and no
+ * type in the MRO that can change (uvloop's transports; asyncio's are Python classes). */
+static int lookups_fixed(PyTypeObject *type) {
+    if (type->tp_dictoffset != 0 || type->tp_getattro != PyObject_GenericGetAttr || type->tp_mro == NULL)
+        return 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(type->tp_mro); i++) {
+        PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(type->tp_mro, i);
+        if (!PyType_HasFeature(base, Py_TPFLAGS_IMMUTABLETYPE))
+            return 0;
+    }
+    return 1;
+}
+
+/* The function behind `obj.name` if it is a plain method of a type whose lookups are fixed (a new
+ * reference), else NULL: then it is looked up at each call. Never an exception. */
+static PyObject *method_lookup(PyObject *obj, PyObject *name) {
+    PyTypeObject *type = Py_TYPE(obj);
+    if (!lookups_fixed(type))
+        return NULL;
+    PyObject *fn = PyObject_GetAttr((PyObject *)type, name);
+    if (fn == NULL) {
+        PyErr_Clear(); /* the call will raise it, looking it up */
+        return NULL;
+    }
+    if (!PyType_HasFeature(Py_TYPE(fn), Py_TPFLAGS_METHOD_DESCRIPTOR)) {
+        Py_DECREF(fn);
+        return NULL;
+    }
+    return fn;
+}
+
+/* obj.name(*args[2:2 + nargs]) where args[1] is obj and args[0] is free: through `method` when
+ * there is one, else looked up. */
+static inline PyObject *method_call(PyObject *method, PyObject *name, PyObject *const *args, Py_ssize_t nargs) {
+    if (method != NULL)
+        return call(method, args, nargs + 1);
+    return PyObject_VectorcallMethod(name, args + 1, (size_t)(nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
 /* ---- Writer: Connection.write's fast path ------------------------------------------------------ */
 
 typedef struct {
     PyObject_HEAD
     PyObject *transport;
+    /* The functions behind transport.write and transport.is_closing where they cannot change (see
+     * method_lookup), found on the first fast write to this transport; `bound` says that it ran.
+     * Setting _transport drops them (decision 55). */
+    PyObject *write, *is_closing;
+    char bound;
     unsigned long thread_id;
     Py_ssize_t headroom;
     long long bytes_out;
@@ -54,11 +115,33 @@ typedef struct {
 
 static int Writer_traverse(Writer *self, visitproc visit, void *arg) {
     Py_VISIT(self->transport);
+    Py_VISIT(self->write);
+    Py_VISIT(self->is_closing);
     return 0;
 }
 
 static int Writer_clear(Writer *self) {
     Py_CLEAR(self->transport);
+    Py_CLEAR(self->write);
+    Py_CLEAR(self->is_closing);
+    return 0;
+}
+
+/* _transport: a field, whose setter also drops the bound methods of the transport it replaces. */
+static PyObject *Writer_get_transport(Writer *self, void *closure) {
+    if (self->transport == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_transport");
+        return NULL;
+    }
+    return Py_NewRef(self->transport);
+}
+
+static int Writer_set_transport(Writer *self, PyObject *value, void *closure) {
+    Py_XINCREF(value);
+    Py_CLEAR(self->write);
+    Py_CLEAR(self->is_closing);
+    self->bound = 0;
+    Py_XSETREF(self->transport, value);
     return 0;
 }
 
@@ -66,6 +149,22 @@ static void Writer_dealloc(Writer *self) {
     PyObject_GC_UnTrack(self);
     Writer_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Find the functions behind transport.write and transport.is_closing, where they cannot change. */
+static void Writer_bind(Writer *self, PyObject *transport) {
+    PyObject *write = method_lookup(transport, s_write);
+    PyObject *is_closing = write == NULL ? NULL : method_lookup(transport, s_is_closing);
+    if (self->transport != transport) { /* the lookups ran code that replaced it: keep nothing */
+        Py_XDECREF(write);
+        Py_XDECREF(is_closing);
+        return;
+    }
+    if (is_closing == NULL)
+        Py_CLEAR(write);
+    Py_XSETREF(self->write, write);
+    Py_XSETREF(self->is_closing, is_closing);
+    self->bound = 1;
 }
 
 static PyObject *Writer_write(Writer *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
@@ -84,21 +183,32 @@ static PyObject *Writer_write(Writer *self, PyObject *const *args, Py_ssize_t na
     if (transport != NULL && transport != Py_None && PyBytes_CheckExact(data) && self->fast
         && PyThread_get_thread_ident() == self->thread_id && PyBytes_GET_SIZE(data) <= self->headroom) {
         Py_INCREF(transport); /* is_closing() may run Python code that replaces self->transport */
-        PyObject *closing = PyObject_CallMethodNoArgs(transport, s_is_closing);
-        int is_closing = closing == NULL ? -1 : PyObject_IsTrue(closing);
+        if (!self->bound)
+            Writer_bind(self, transport);
+        PyObject *write = self->write, *is_closing = self->is_closing; /* NULL: looked up */
+        Py_XINCREF(write); /* held for the calls, like transport */
+        Py_XINCREF(is_closing);
+        PyObject *argv[3] = {NULL, transport, data};
+        PyObject *closing = method_call(is_closing, s_is_closing, argv, 0);
+        Py_XDECREF(is_closing);
+        int closed = closing == NULL ? -1 : truth(closing);
         Py_XDECREF(closing);
-        if (is_closing == 0) {
+        if (closed == 0) {
             self->bytes_out += PyBytes_GET_SIZE(data);
-            PyObject *done = PyObject_CallMethodOneArg(transport, s_write, data);
+            PyObject *done = method_call(write, s_write, argv, 1);
+            Py_XDECREF(write);
             Py_DECREF(transport);
             if (done == NULL)
                 return NULL;
             Py_DECREF(done);
             return PyBool_FromLong(!self->writing_paused);
         }
-        Py_DECREF(transport);
-        if (is_closing < 0)
+        Py_XDECREF(write);
+        if (closed < 0) {
+            Py_DECREF(transport);
             return NULL;
+        }
+        Py_DECREF(transport);
     }
     return PyObject_CallMethodOneArg((PyObject *)self, s_write_slow, data);
 }
@@ -112,12 +222,16 @@ static PyMethodDef Writer_methods[] = {
 };
 
 static PyMemberDef Writer_members[] = {
-    {"_transport", T_OBJECT_EX, offsetof(Writer, transport), 0, NULL},
     {"_thread_id", T_ULONG, offsetof(Writer, thread_id), 0, NULL},
     {"_headroom", T_PYSSIZET, offsetof(Writer, headroom), 0, NULL},
     {"_bytes_out", T_LONGLONG, offsetof(Writer, bytes_out), 0, NULL},
     {"_fast", T_BOOL, offsetof(Writer, fast), 0, NULL},
     {"_writing_paused", T_BOOL, offsetof(Writer, writing_paused), 0, NULL},
+    {NULL},
+};
+
+static PyGetSetDef Writer_getset[] = {
+    {"_transport", (getter)Writer_get_transport, (setter)Writer_set_transport, NULL, NULL},
     {NULL},
 };
 
@@ -133,6 +247,7 @@ static PyTypeObject WriterType = {
     .tp_clear = (inquiry)Writer_clear,
     .tp_methods = Writer_methods,
     .tp_members = Writer_members,
+    .tp_getset = Writer_getset,
 };
 
 /* ---- DispatcherBase: the fields of a Dispatcher that the receive path reads --------------------- */
@@ -184,28 +299,20 @@ static PyTypeObject DispatcherType = {
     .tp_members = Disp_members,
 };
 
-/* 1 if `value` is true, 0 if false; -1 with an exception. None and NULL (not set yet) are false. */
-static inline int truth(PyObject *value) {
-    if (value == Py_False || value == Py_None || value == NULL)
-        return 0;
-    if (value == Py_True)
-        return 1;
-    return PyObject_IsTrue(value);
-}
-
 /* Dispatcher.deliver(fn, data): its common case here, nothing running or queued and callbacks
  * untimed; Dispatcher._run or Dispatcher._delivered for everything else. A new reference or NULL. */
 static PyObject *deliver(DispatcherBase *disp, PyObject *fn, PyObject *data) {
     PyObject *d = (PyObject *)disp;
     int busy = truth(disp->running);
     if (busy == 0)
-        busy = truth(disp->slow);
+        busy = disp->slow != NULL && PyFloat_CheckExact(disp->slow) ? PyFloat_AS_DOUBLE(disp->slow) != 0.0 : truth(disp->slow);
     if (busy < 0)
         return NULL;
     if (busy)
         return PyObject_CallMethodObjArgs(d, s_run, fn, data, NULL);
     set_flag(&disp->running, 1);
-    PyObject *result = PyObject_CallOneArg(fn, data);
+    PyObject *argv[2] = {NULL, data};
+    PyObject *result = call(fn, argv, 1);
     if (result == NULL) {
         if (!PyErr_ExceptionMatches(caught)) { /* a CancelledError, GeneratorExit: not ours to report */
             set_flag(&disp->running, 0);
@@ -239,24 +346,25 @@ static PyObject *deliver(DispatcherBase *disp, PyObject *fn, PyObject *data) {
 typedef struct {
     PyObject_HEAD
     PyObject *active;     /* bool */
+    PyObject *buffer;     /* None, or the memoryview a buffered protocol reads into */
     PyObject *dispatcher; /* a DispatcherBase */
     PyObject *on_data;
-    PyObject *received;   /* int */
+    long long received;
 } Receiver;
 
 static int Recv_traverse(Receiver *self, visitproc visit, void *arg) {
     Py_VISIT(self->active);
+    Py_VISIT(self->buffer);
     Py_VISIT(self->dispatcher);
     Py_VISIT(self->on_data);
-    Py_VISIT(self->received);
     return 0;
 }
 
 static int Recv_clear(Receiver *self) {
     Py_CLEAR(self->active);
+    Py_CLEAR(self->buffer);
     Py_CLEAR(self->dispatcher);
     Py_CLEAR(self->on_data);
-    Py_CLEAR(self->received);
     return 0;
 }
 
@@ -266,24 +374,26 @@ static void Recv_dealloc(Receiver *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-static PyObject *Recv_data_received(Receiver *self, PyObject *data) {
-    int active = truth(self->active);
-    if (active <= 0)
-        return active < 0 ? NULL : Py_NewRef(Py_None);
-    PyObject *d = self->dispatcher, *fn = self->on_data, *received = self->received;
-    if (d == NULL || fn == NULL || received == NULL || !PyObject_TypeCheck(d, &DispatcherType)) {
-        PyErr_SetString(PyExc_TypeError, "data_received: the protocol is not set up (no dispatcher)");
+/* The last type that passed for a dispatcher, held so that its address cannot be reused. */
+static PyTypeObject *dispatcher_seen;
+
+/* Count `size` received bytes and hand `data` to on_data through the dispatcher. A new reference to
+ * None, or NULL. */
+static PyObject *receive(Receiver *self, PyObject *data, Py_ssize_t size) {
+    PyObject *d = self->dispatcher, *fn = self->on_data;
+    if (d == NULL || fn == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the protocol is not set up (no dispatcher or on_data)");
         return NULL;
     }
-    Py_ssize_t size = PyBytes_CheckExact(data) ? PyBytes_GET_SIZE(data) : PyObject_Size(data);
-    if (size < 0)
-        return NULL;
-    PyObject *step = PyLong_FromSsize_t(size);
-    PyObject *total = step == NULL ? NULL : PyNumber_Add(received, step);
-    Py_XDECREF(step);
-    if (total == NULL)
-        return NULL;
-    Py_SETREF(self->received, total);
+    if (Py_TYPE(d) != dispatcher_seen) {
+        if (!PyObject_TypeCheck(d, &DispatcherType)) {
+            PyErr_SetString(PyExc_TypeError, "the protocol's dispatcher is not a DispatcherBase");
+            return NULL;
+        }
+        Py_INCREF(Py_TYPE(d));
+        Py_XSETREF(dispatcher_seen, Py_TYPE(d));
+    }
+    self->received += size;
     /* on_data may replace either (a reconnect inside on_data): hold them for the call. */
     Py_INCREF(d);
     Py_INCREF(fn);
@@ -296,17 +406,68 @@ static PyObject *Recv_data_received(Receiver *self, PyObject *data) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Recv_data_received(Receiver *self, PyObject *data) {
+    int active = truth(self->active);
+    if (active <= 0)
+        return active < 0 ? NULL : Py_NewRef(Py_None);
+    Py_ssize_t size = PyBytes_CheckExact(data) ? PyBytes_GET_SIZE(data) : PyObject_Size(data);
+    if (size < 0)
+        return NULL;
+    return receive(self, data, size);
+}
+
+static PyObject *Recv_buffer_updated(Receiver *self, PyObject *arg) {
+    int active = truth(self->active);
+    if (active <= 0)
+        return active < 0 ? NULL : Py_NewRef(Py_None);
+    Py_ssize_t nbytes = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    if (nbytes == -1 && PyErr_Occurred())
+        return NULL;
+    PyObject *buffer = self->buffer;
+    if (buffer == NULL || buffer == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "buffer_updated: the protocol has no buffer");
+        return NULL;
+    }
+    if (!PyMemoryView_Check(buffer) || !PyBuffer_IsContiguous(PyMemoryView_GET_BUFFER(buffer), 'C')) {
+        PyErr_SetString(PyExc_TypeError, "buffer_updated: the protocol's buffer is not a contiguous memoryview");
+        return NULL;
+    }
+    Py_buffer *view = PyMemoryView_GET_BUFFER(buffer);
+    if (nbytes < 0 || nbytes > view->len) {
+        PyErr_Format(PyExc_ValueError, "buffer_updated: nbytes must be 0 to %zd, not %zd", view->len, nbytes);
+        return NULL;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(view->buf, nbytes); /* on_data's own copy */
+    if (data == NULL)
+        return NULL;
+    if (nbytes == view->len) { /* a full read: the protocol may read plain from now on */
+        PyObject *filled = PyObject_CallMethodNoArgs((PyObject *)self, s_filled);
+        if (filled == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        Py_DECREF(filled);
+    }
+    PyObject *done = receive(self, data, nbytes);
+    Py_DECREF(data);
+    return done;
+}
+
 static PyMethodDef Recv_methods[] = {
     {"data_received", (PyCFunction)Recv_data_received, METH_O,
      "data_received($self, data, /)\n--\n\nCount the chunk and hand it to on_data through the dispatcher."},
+    {"buffer_updated", (PyCFunction)Recv_buffer_updated, METH_O,
+     "buffer_updated($self, nbytes, /)\n--\n\n"
+     "Count nbytes read into buffer and hand a copy to on_data through the dispatcher."},
     {NULL},
 };
 
 static PyMemberDef Recv_members[] = {
     {"active", T_OBJECT_EX, offsetof(Receiver, active), 0, NULL},
+    {"buffer", T_OBJECT_EX, offsetof(Receiver, buffer), 0, NULL},
     {"dispatcher", T_OBJECT_EX, offsetof(Receiver, dispatcher), 0, NULL},
     {"on_data", T_OBJECT_EX, offsetof(Receiver, on_data), 0, NULL},
-    {"received", T_OBJECT_EX, offsetof(Receiver, received), 0, NULL},
+    {"received", T_LONGLONG, offsetof(Receiver, received), 0, NULL},
     {NULL},
 };
 
@@ -350,8 +511,9 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     s_write_slow = PyUnicode_InternFromString("_write_slow");
     s_run = PyUnicode_InternFromString("_run");
     s_delivered = PyUnicode_InternFromString("_delivered");
+    s_filled = PyUnicode_InternFromString("_filled");
     caught = PyTuple_Pack(3, PyExc_Exception, PyExc_SystemExit, PyExc_KeyboardInterrupt);
-    if (!s_is_closing || !s_write || !s_write_slow || !s_run || !s_delivered || !caught)
+    if (!s_is_closing || !s_write || !s_write_slow || !s_run || !s_delivered || !s_filled || !caught)
         return NULL;
     PyObject *module = PyModule_Create(&speedups_module);
     if (module == NULL)

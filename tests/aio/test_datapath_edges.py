@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import connman
+from connman._callbacks import Dispatcher
+from connman._protocol import BufferedManagedProtocol
 from connman.testing import EchoServer
-from tests.conftest import BOUND, Recorder
+from tests.aio.test_promises import LOOPS, LoopFactory, run_on
+from tests.conftest import BOUND, FAST, Recorder
 
 
 async def test_write_takes_data_by_keyword_too(
@@ -33,3 +38,96 @@ async def test_a_max_write_buffer_beyond_what_c_holds_is_no_limit(
     assert conn.write(b"x" * 1000) is True
     await recorder.wait_bytes(1000)
     assert conn.stats.bytes_out == 1000
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_the_fast_path_writes_to_each_new_transport(loop_factory: LoopFactory) -> None:
+    # On uvloop the C form calls the functions behind the transport's write() and is_closing(),
+    # found once per transport: each reconnect must bring the new transport's.
+    async def body(cm: connman.ConnectionManager) -> None:
+        recorder = Recorder()
+        async with EchoServer() as server:
+            conn = cm.connect(server.port, "127.0.0.1", **recorder.callbacks(), backoff=FAST)
+            for round_ in range(1, 4):
+                await recorder.wait("connect", round_)
+                transport = conn.transport
+                assert conn.write(b"%d" % round_) is True
+                await recorder.wait_bytes(round_)
+                assert server.drop_clients() == 1
+                await recorder.wait("connect", round_ + 1)
+                assert conn.transport is not transport
+            assert conn.write(b"4") is True
+            await recorder.wait_bytes(4)
+            assert bytes(recorder.data) == b"1234"
+            assert conn.stats.bytes_out == 4
+
+    run_on(loop_factory, body)
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_a_write_to_a_transport_closed_underneath_is_not_lost(loop_factory: LoopFactory) -> None:
+    # The application closes the transport itself. The transport would drop what is written to it
+    # now, so the fast path asks is_closing() on every write: the write raises, or, with
+    # queue_while_down, is queued for the next connection.
+    async def body(cm: connman.ConnectionManager) -> None:
+        recorder = Recorder()
+        async with EchoServer() as server:
+            plain = cm.connect(server.port, "127.0.0.1", backoff=FAST)
+            queueing = cm.connect(
+                server.port, "127.0.0.1", **recorder.callbacks(), backoff=FAST, queue_while_down=10
+            )
+            await plain.wait_connected(BOUND)
+            await recorder.wait("connect")
+            for conn in (plain, queueing):
+                assert conn.write(b"") is True  # the transport's methods are found on a first write
+                assert conn.transport is not None
+                conn.transport.close()
+            with pytest.raises(connman.NotConnected, match="closing"):
+                plain.write(b"lost?")
+            assert queueing.write(b"kept") is True
+            await recorder.wait("connect", 2)
+            await recorder.wait_bytes(4)
+            assert bytes(recorder.data) == b"kept"
+            assert plain.stats.bytes_out == 0
+
+    run_on(loop_factory, body)
+
+
+async def test_buffer_updated_takes_only_what_the_buffer_holds() -> None:
+    # The C form copies out of the buffer's memory: an nbytes beyond it must not read past its end.
+    received: list[bytes] = []
+    dispatcher = Dispatcher(asyncio.get_running_loop(), None, None, slow=0.0)  # type: ignore[arg-type]
+    buffer = memoryview(bytearray(b"abcdefgh"))
+    protocol = BufferedManagedProtocol(None, dispatcher, received.append, buffer)  # type: ignore[arg-type]
+    protocol.buffer_updated(3)
+    assert received == [b"abc"] and protocol.received == 3
+    for wrong in (-1, 9):
+        with pytest.raises(ValueError, match="nbytes must be 0 to 8"):
+            protocol.buffer_updated(wrong)
+    assert received == [b"abc"] and protocol.received == 3
+
+
+async def test_the_fast_path_calls_what_the_transport_has_now(
+    server: EchoServer, cm: connman.ConnectionManager, recorder: Recorder
+) -> None:
+    # asyncio's transports are Python objects: an application may wrap a transport's write() after
+    # connman wrote to it, and the C form, which skips the lookup only where nothing can change
+    # (uvloop's transports), must call the wrapper like the Python form does.
+    conn = cm.connect(server.port, "127.0.0.1", on_data=recorder.on_data)
+    await conn.wait_connected(BOUND)
+    assert conn.write(b"a") is True
+    await recorder.wait_bytes(1)
+    transport = conn.transport
+    assert transport is not None
+    seen: list[bytes] = []
+    write = transport.write
+
+    def traced(data: bytes | bytearray | memoryview) -> None:
+        seen.append(bytes(data))
+        write(data)
+
+    transport.write = traced  # type: ignore[method-assign]
+    assert conn.write(b"b") is True
+    await recorder.wait_bytes(2)
+    assert seen == [b"b"]
+    assert bytes(recorder.data) == b"ab"
