@@ -8,6 +8,11 @@ Workloads (the same Python-level logic for every peer, so only the I/O path diff
 - w3: bulk receive from a server that sends as fast as it can; AMOUNT bytes. Result: MB/s.
 - w8: CONNECTIONS (5th argument, default 1,000) connections on one loop, each ping-ponging 64-byte
   messages at once, AMOUNT round trips each. Result: aggregate round trips/s.
+- w1i: W1 interleaved in one process. PEER (connman-asyncio or connman-uvloop) has one connection,
+  and two raw `Protocol` connections on the same loop are its partner and an A/A control: the three
+  take turns round trip by round trip, each round trip timed. AMOUNT round trips in all. Result: the
+  raw round trip's median over PEER's (PEER's throughput relative to raw), and the first raw one's
+  over the second's (the method's own error: 1.0 if exact).
 - fanout: AMOUNT connections opened at once, kept idle. Result: seconds until all are connected,
   RSS per connection (KB), CPU used while idle (%).
 
@@ -25,6 +30,7 @@ import json
 import mmap
 import os
 import resource
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -274,6 +280,88 @@ async def many_busy(peer: str, port: int, count: int, amount: int) -> dict[str, 
     return {"value": total / elapsed, "unit": "round trips/s", "cpu_us": cpu / total * 1e6}
 
 
+# ---- W1 interleaved: peers taking turns in one process ---------------------------------------------
+
+
+class Turns:
+    """Round trips that take turns between named connections, each timed from its send to its reply.
+
+    The order repeats each name twice (a a b b c c): every name follows itself as often as the one
+    before it, so the part of a round trip after the timestamp (the return from the receive path,
+    which runs before the next send) falls on a neighbour evenly, and the A/A control shows what
+    is left of it.
+    """
+
+    def __init__(self, names: list[str], amount: int, done: asyncio.Future[None]) -> None:
+        self.order = [name for name in names for _ in range(2)]
+        self.samples: dict[str, list[int]] = {name: [] for name in names}
+        self.sends: dict[str, Callable[[bytes], object]] = {}
+        self.amount = amount
+        self.done = done
+        self.turn = 0
+        self.pending = 0
+        self.started = 0
+
+    def begin(self) -> None:
+        self.started = time.perf_counter_ns()
+        self.sends[self.order[0]](MESSAGE)
+
+    def data(self, name: str, size: int) -> None:
+        self.pending += size
+        if self.pending < len(MESSAGE):
+            return
+        self.pending = 0
+        now = time.perf_counter_ns()
+        self.samples[name].append(now - self.started)
+        self.started = now
+        self.turn += 1
+        if self.turn >= self.amount:
+            self.done.set_result(None)
+            return
+        self.sends[self.order[self.turn % len(self.order)]](MESSAGE)
+
+
+class TurnProtocol(asyncio.Protocol):
+    def __init__(self, turns: Turns, name: str) -> None:
+        self.turns, self.name = turns, name
+
+    def data_received(self, data: bytes) -> None:
+        self.turns.data(self.name, len(data))
+
+
+async def interleaved(peer: str, port: int, amount: int) -> dict[str, float | str]:
+    import connman
+
+    loop = asyncio.get_running_loop()
+    turns = Turns(["raw", peer, "raw-control"], amount, loop.create_future())
+    transports = []
+    for name in ("raw", "raw-control"):
+        transport, _ = await loop.create_connection(
+            lambda name=name: TurnProtocol(turns, name), "127.0.0.1", port
+        )
+        transports.append(transport)
+        turns.sends[name] = transport.write  # type: ignore[attr-defined]
+    async with connman.ConnectionManager() as cm:
+        conn = cm.connect(port, "127.0.0.1", on_data=lambda data: turns.data(peer, len(data)))
+        await conn.wait_connected(10)
+        turns.sends[peer] = conn.write
+        cpu_started = time.process_time()
+        turns.begin()
+        await asyncio.wait_for(turns.done, 300)
+        cpu = time.process_time() - cpu_started
+    for transport in transports:
+        transport.close()
+    median = {name: statistics.median(samples) for name, samples in turns.samples.items()}
+    return {
+        "value": median["raw"] / median[peer],
+        "control": median["raw"] / median["raw-control"],
+        "raw_us": median["raw"] / 1e3,
+        "peer_us": median[peer] / 1e3,
+        "unit": "x raw",
+        "cpu_us": cpu / amount * 1e6,
+    }
+
+
 # ---- fan-out ---------------------------------------------------------------------------------------
 
 
@@ -350,23 +438,28 @@ def raise_file_limit(connections: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
+def uvloop_run(coroutine: Any) -> Any:
+    import uvloop
+
+    return uvloop.run(coroutine)
+
+
 def main() -> None:
+    coroutine: Any
     peer, kind, port, amount = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {0})  # the client on core 0; the server pins itself to core 1
-    if kind in ("fanout", "w8"):
+    if kind == "w1i":
+        coroutine = interleaved(peer, port, amount)
+        result = uvloop_run(coroutine) if uses_uvloop(peer) else asyncio.run(coroutine)
+    elif kind in ("fanout", "w8"):
         raise_file_limit(amount if kind == "fanout" else int(sys.argv[5]) if len(sys.argv) > 5 else 1000)
-        coroutine: Any = (
+        coroutine = (
             fanout(peer, port, amount)
             if kind == "fanout"
             else many_busy(peer, port, int(sys.argv[5]) if len(sys.argv) > 5 else 1000, amount)
         )
-        if uses_uvloop(peer):
-            import uvloop
-
-            result = uvloop.run(coroutine)
-        else:
-            result = asyncio.run(coroutine)
+        result = uvloop_run(coroutine) if uses_uvloop(peer) else asyncio.run(coroutine)
     else:
         result = run_stream_workload(peer, kind, port, amount)
     print(json.dumps(result))

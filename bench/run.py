@@ -44,6 +44,7 @@ STREAM_PEERS = [
     "asyncio-buffered",
     "asyncio-streams",
     "twisted",
+    "uvloop-protocol-control",
     "uvloop-protocol",
     "connman-uvloop",
     "node-connman-1.0",
@@ -68,6 +69,7 @@ RATIOS = [
     ("connman-asyncio+slow-check", "connman-asyncio", None, ()),
     ("connman-uvloop", "twisted", None, ()),
     ("node-connman-1.0", "node-net", None, ()),
+    ("uvloop-protocol-control", "uvloop-protocol", None, ()),  # A/A: the method's own error
 ]
 
 #: W8 targets: managed / raw `Protocol` on the same loop, aggregate round trips/s.
@@ -133,7 +135,11 @@ def client_command(peer: str, workload: str, port: int, amount: int, *extra: str
 
 
 #: Peers that are another peer run with an environment variable set.
-PEER_ENVIRONMENT = {"connman-asyncio+slow-check": ("connman-asyncio", {"CONNMAN_SLOW_CALLBACK": "0.1"})}
+PEER_ENVIRONMENT = {
+    "connman-asyncio+slow-check": ("connman-asyncio", {"CONNMAN_SLOW_CALLBACK": "0.1"}),
+    # The same peer twice: the ratio of the two is what the method cannot tell from 1.0.
+    "uvloop-protocol-control": ("uvloop-protocol", {}),
+}
 
 
 def run_json(
@@ -158,7 +164,7 @@ Results = dict[str, dict[str, list[tuple[float, float]]]]
 
 def run_peer(peer: str, workload: str, port: int, amount: int, *extra: str) -> tuple[float, float]:
     actual, variables = PEER_ENVIRONMENT.get(peer, (peer, {}))
-    env = {**os.environ, **variables} if variables else None
+    env = {**os.environ, **variables}
     result = run_json(client_command(actual, workload, port, amount, *extra), env=env)
     return float(result["value"]), float(result["cpu_us"])  # type: ignore[arg-type]
 
@@ -245,6 +251,46 @@ def many_busy(port: int, runs: int, quick: bool) -> dict[str, object]:
         print(f"- W8 {top} / {bottom} = {ratio:.3f} (target ≥ {goal}: {mark})")
     print()
     return {"connections": connections, "amount": amount, "results": results}
+
+
+#: The interleaved W1's target: connman's round trip against raw uvloop's in the same process.
+W1I_TARGETS = {"connman-uvloop": 0.97}
+
+
+def interleaved_w1(port: int, runs: int, quick: bool) -> dict[str, list[dict[str, float]]]:
+    """W1 with connman and two raw `Protocol` connections taking turns in one process (peers.py w1i).
+
+    Round trip by round trip, so that what the machine does meanwhile falls on both alike; the
+    second raw connection is an A/A control, whose ratio to the first is the method's error.
+    """
+    amount = 2_000 if quick else 40_000
+    peers = ["connman-uvloop", "connman-asyncio"]
+    results: dict[str, list[dict[str, float]]] = {peer: [] for peer in peers}
+    for run in range(runs):
+        for peer in run_order(peers, run):
+            results[peer].append(run_json(client_command(peer, "w1i", port, amount)))  # type: ignore[arg-type]
+    print(f"### W1 interleaved: one connman and two raw `Protocol` connections taking turns, {runs} run(s)\n")
+    print(
+        f"{amount:,} round trips per run in all, each timed; per run, the ratio of the median round trips.\n"
+    )
+    print("| loop | connman / raw | raw control / raw (A/A) | round trip, raw · connman | target |")
+    print("|---|---|---|---|---|")
+    for peer in peers:
+        rows = results[peer]
+        ratio = statistics.median(row["value"] for row in rows)
+        raw_us = statistics.median(row["raw_us"] for row in rows)
+        peer_us = statistics.median(row["peer_us"] for row in rows)
+        goal = W1I_TARGETS.get(peer)
+        target = "-" if goal is None else f"≥ {goal}: {'✓ met' if ratio >= goal else '✗ missed'}"
+        print(
+            f"| {peer.removeprefix('connman-')} | {spread([row['value'] for row in rows], 3)}"
+            f" | {spread([row['control'] for row in rows], 3)} | {raw_us:.1f} · {peer_us:.1f} µs | {target} |"
+        )
+    print(
+        "\nNo target for the default loop here: its raw `Protocol` costs about half as much in a process"
+        " shared with connman as alone (docs/performance.md), so only W1 above measures it.\n"
+    )
+    return results
 
 
 def fanout(port: int, runs: int, quick: bool) -> dict[str, dict[str, list[dict[str, float]]]]:
@@ -372,7 +418,7 @@ def main() -> None:
         "--split-runs", type=int, default=None, help="runs per peer, split (default 3, quick 1)"
     )
     parser.add_argument("--plots", type=Path, default=None, help="write the W5/W6 SVG plots here")
-    parser.add_argument("--only", default="w1,w2,w3,w4,w5,w6,w7,w8,w9", help="comma-separated workloads")
+    parser.add_argument("--only", default="w1,w2,w3,w1i,w4,w5,w6,w7,w8,w9", help="comma-separated workloads")
     parser.add_argument("--peers", default=None, help="comma-separated W1-W3 peers (default: all)")
     parser.add_argument("--layouts", default="same,split", help="W1-W3 set-ups: same, split or both")
     args = parser.parse_args()
@@ -415,6 +461,8 @@ def main() -> None:
                 stream = stream_benchmarks(ports[layout], count, args.quick, peers)
                 print_stream_tables(stream, peers, layout)
                 results["stream"][layout] = stream  # type: ignore[index]
+        if "w1i" in only:
+            results["w1i"] = interleaved_w1(same_ports["echo"], runs, args.quick)
         if "w8" in only:
             results["w8"] = many_busy(same_ports["echo"], runs, args.quick)
         if "w4" in only:
