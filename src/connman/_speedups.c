@@ -50,7 +50,8 @@ static inline void set_flag(PyObject **field, int value) {
 }
 
 /* fn(*args[1:1 + nargs]) by vectorcall; args[0] is free for the callee to use (a bound method puts
- * its self there). */
+ * its self there). Without the interpreter's result check: a faulty C callee that returns NULL
+ * without an exception surfaces as a SystemError from our caller. */
 static inline PyObject *call(PyObject *fn, PyObject *const *args, Py_ssize_t nargs) {
     size_t nargsf = (size_t)nargs | PY_VECTORCALL_ARGUMENTS_OFFSET;
     vectorcallfunc vectorcall = PyVectorcall_Function(fn);
@@ -71,21 +72,17 @@ static int lookups_fixed(PyTypeObject *type) {
 }
 
 /* The function behind `obj.name` if it is a plain method of a type whose lookups are fixed (a new
- * reference), else NULL: then it is looked up at each call. Never an exception. */
+ * reference), else NULL: then it is looked up at each call. As the interpreter's own method lookup
+ * (_PyObject_GetMethod): the MRO's entry, taken only if it binds like a function (not a
+ * staticmethod, a property, ...). Runs no Python code and raises nothing. */
 static PyObject *method_lookup(PyObject *obj, PyObject *name) {
     PyTypeObject *type = Py_TYPE(obj);
     if (!lookups_fixed(type))
         return NULL;
-    PyObject *fn = PyObject_GetAttr((PyObject *)type, name);
-    if (fn == NULL) {
-        PyErr_Clear(); /* the call will raise it, looking it up */
+    PyObject *fn = _PyType_Lookup(type, name); /* borrowed */
+    if (fn == NULL || !PyType_HasFeature(Py_TYPE(fn), Py_TPFLAGS_METHOD_DESCRIPTOR))
         return NULL;
-    }
-    if (!PyType_HasFeature(Py_TYPE(fn), Py_TPFLAGS_METHOD_DESCRIPTOR)) {
-        Py_DECREF(fn);
-        return NULL;
-    }
-    return fn;
+    return Py_NewRef(fn);
 }
 
 /* obj.name(*args[2:2 + nargs]) where args[1] is obj and args[0] is free: through `method` when
@@ -137,6 +134,10 @@ static PyObject *Writer_get_transport(Writer *self, void *closure) {
 }
 
 static int Writer_set_transport(Writer *self, PyObject *value, void *closure) {
+    if (value == NULL && self->transport == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_transport");
+        return -1;
+    }
     Py_XINCREF(value);
     Py_CLEAR(self->write);
     Py_CLEAR(self->is_closing);
@@ -153,13 +154,9 @@ static void Writer_dealloc(Writer *self) {
 
 /* Find the functions behind transport.write and transport.is_closing, where they cannot change. */
 static void Writer_bind(Writer *self, PyObject *transport) {
+    /* No Python code runs here, so self->transport stays `transport` throughout. */
     PyObject *write = method_lookup(transport, s_write);
     PyObject *is_closing = write == NULL ? NULL : method_lookup(transport, s_is_closing);
-    if (self->transport != transport) { /* the lookups ran code that replaced it: keep nothing */
-        Py_XDECREF(write);
-        Py_XDECREF(is_closing);
-        return;
-    }
     if (is_closing == NULL)
         Py_CLEAR(write);
     Py_XSETREF(self->write, write);
@@ -385,18 +382,20 @@ static PyObject *receive(Receiver *self, PyObject *data, Py_ssize_t size) {
         PyErr_SetString(PyExc_TypeError, "the protocol is not set up (no dispatcher or on_data)");
         return NULL;
     }
-    if (Py_TYPE(d) != dispatcher_seen) {
-        if (!PyObject_TypeCheck(d, &DispatcherType)) {
-            PyErr_SetString(PyExc_TypeError, "the protocol's dispatcher is not a DispatcherBase");
-            return NULL;
-        }
-        Py_INCREF(Py_TYPE(d));
-        Py_XSETREF(dispatcher_seen, Py_TYPE(d));
-    }
-    self->received += size;
     /* on_data may replace either (a reconnect inside on_data): hold them for the call. */
     Py_INCREF(d);
     Py_INCREF(fn);
+    if (Py_TYPE(d) != dispatcher_seen) {
+        if (!PyObject_TypeCheck(d, &DispatcherType)) {
+            PyErr_SetString(PyExc_TypeError, "the protocol's dispatcher is not a DispatcherBase");
+            Py_DECREF(d);
+            Py_DECREF(fn);
+            return NULL;
+        }
+        Py_INCREF(Py_TYPE(d));
+        Py_XSETREF(dispatcher_seen, Py_TYPE(d)); /* freeing the old type may run code: d, fn are held */
+    }
+    self->received += size;
     PyObject *done = deliver((DispatcherBase *)d, fn, data);
     Py_DECREF(d);
     Py_DECREF(fn);
@@ -420,7 +419,7 @@ static PyObject *Recv_buffer_updated(Receiver *self, PyObject *arg) {
     int active = truth(self->active);
     if (active <= 0)
         return active < 0 ? NULL : Py_NewRef(Py_None);
-    Py_ssize_t nbytes = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
+    Py_ssize_t nbytes = PyNumber_AsSsize_t(arg, NULL); /* saturated: out of range below */
     if (nbytes == -1 && PyErr_Occurred())
         return NULL;
     PyObject *buffer = self->buffer;
@@ -428,19 +427,22 @@ static PyObject *Recv_buffer_updated(Receiver *self, PyObject *arg) {
         PyErr_SetString(PyExc_TypeError, "buffer_updated: the protocol has no buffer");
         return NULL;
     }
-    if (!PyMemoryView_Check(buffer) || !PyBuffer_IsContiguous(PyMemoryView_GET_BUFFER(buffer), 'C')) {
-        PyErr_SetString(PyExc_TypeError, "buffer_updated: the protocol's buffer is not a contiguous memoryview");
+    /* An export of our own for the copy: a released memoryview refuses it (ValueError, as in
+     * Python), so the memory cannot be gone while we read it. */
+    Py_buffer view;
+    if (PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_ssize_t size = view.len;
+    if (nbytes < 0 || nbytes > size) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "buffer_updated: nbytes must be 0 to %zd, not %zd", size, nbytes);
         return NULL;
     }
-    Py_buffer *view = PyMemoryView_GET_BUFFER(buffer);
-    if (nbytes < 0 || nbytes > view->len) {
-        PyErr_Format(PyExc_ValueError, "buffer_updated: nbytes must be 0 to %zd, not %zd", view->len, nbytes);
-        return NULL;
-    }
-    PyObject *data = PyBytes_FromStringAndSize(view->buf, nbytes); /* on_data's own copy */
+    PyObject *data = PyBytes_FromStringAndSize(view.buf, nbytes); /* on_data's own copy */
+    PyBuffer_Release(&view);
     if (data == NULL)
         return NULL;
-    if (nbytes == view->len) { /* a full read: the protocol may read plain from now on */
+    if (nbytes == size) { /* a full read: the protocol may read plain from now on */
         PyObject *filled = PyObject_CallMethodNoArgs((PyObject *)self, s_filled);
         if (filled == NULL) {
             Py_DECREF(data);

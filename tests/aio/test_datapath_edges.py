@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import mmap
 
 import pytest
 
@@ -101,9 +102,16 @@ async def test_buffer_updated_takes_only_what_the_buffer_holds() -> None:
     protocol = BufferedManagedProtocol(None, dispatcher, received.append, buffer)  # type: ignore[arg-type]
     protocol.buffer_updated(3)
     assert received == [b"abc"] and protocol.received == 3
-    for wrong in (-1, 9):
+    for wrong in (-1, 9, 2**64):
         with pytest.raises(ValueError, match="nbytes must be 0 to 8"):
             protocol.buffer_updated(wrong)
+    assert received == [b"abc"] and protocol.received == 3
+    # A released buffer: its memory may be gone (an mmap unmapped), so nothing is read from it.
+    released = memoryview(mmap.mmap(-1, 4096))
+    protocol.buffer = released
+    released.release()
+    with pytest.raises(ValueError, match="released"):
+        protocol.buffer_updated(10)
     assert received == [b"abc"] and protocol.received == 3
 
 
