@@ -124,7 +124,7 @@ static int Writer_clear(Writer *self) {
     return 0;
 }
 
-/* _transport: a field, whose setter also drops the bound methods of the transport it replaces. */
+/* _transport: a field, whose setter also drops the functions found for the transport it replaces. */
 static PyObject *Writer_get_transport(Writer *self, void *closure) {
     if (self->transport == NULL) {
         PyErr_SetString(PyExc_AttributeError, "_transport");
