@@ -164,7 +164,7 @@ Results = dict[str, dict[str, list[tuple[float, float]]]]
 
 def run_peer(peer: str, workload: str, port: int, amount: int, *extra: str) -> tuple[float, float]:
     actual, variables = PEER_ENVIRONMENT.get(peer, (peer, {}))
-    env = {**os.environ, **variables}
+    env = {**os.environ, **variables} if variables else None
     result = run_json(client_command(actual, workload, port, amount, *extra), env=env)
     return float(result["value"]), float(result["cpu_us"])  # type: ignore[arg-type]
 
