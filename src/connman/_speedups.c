@@ -13,6 +13,19 @@
 #include <Python.h>
 #include <structmember.h>
 #include "pythread.h"
+#ifndef MS_WINDOWS
+#include <pthread.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define COLD __attribute__((cold, noinline)) /* out of the hot code, which then fits fewer cache lines */
+#else
+#define LIKELY(x) (x)
+#define UNLIKELY(x) (x)
+#define COLD
+#endif
 
 static PyObject *s_is_closing, *s_write, *s_write_slow, *s_run, *s_delivered, *s_filled;
 static PyObject *caught; /* what Dispatcher catches: (Exception, SystemExit, KeyboardInterrupt) */
@@ -50,12 +63,27 @@ static inline void set_flag(PyObject **field, int value) {
 }
 
 /* fn(*args[1:1 + nargs]) by vectorcall; args[0] is free for the callee to use (a bound method puts
- * its self there). Without the interpreter's result check: a faulty C callee that returns NULL
- * without an exception surfaces as a SystemError from our caller. */
+ * its self there). The callee's vectorcall is found inline (PyVectorcall_Function is a call in
+ * 3.11), and without the interpreter's result check: a faulty C callee that returns NULL without an
+ * exception surfaces as a SystemError from our caller. */
 static inline PyObject *call(PyObject *fn, PyObject *const *args, Py_ssize_t nargs) {
     size_t nargsf = (size_t)nargs | PY_VECTORCALL_ARGUMENTS_OFFSET;
-    vectorcallfunc vectorcall = PyVectorcall_Function(fn);
-    return vectorcall != NULL ? vectorcall(fn, args + 1, nargsf, NULL) : PyObject_Vectorcall(fn, args + 1, nargsf, NULL);
+    PyTypeObject *type = Py_TYPE(fn);
+    if (PyType_HasFeature(type, Py_TPFLAGS_HAVE_VECTORCALL)) {
+        vectorcallfunc vectorcall = *(vectorcallfunc *)((char *)fn + type->tp_vectorcall_offset);
+        if (vectorcall != NULL)
+            return vectorcall(fn, args + 1, nargsf, NULL);
+    }
+    return PyObject_Vectorcall(fn, args + 1, nargsf, NULL);
+}
+
+/* threading.get_ident(): PyThread_get_thread_ident, without its call where it is pthread_self. */
+static inline unsigned long current_thread(void) {
+#ifdef MS_WINDOWS
+    return PyThread_get_thread_ident();
+#else
+    return (unsigned long)pthread_self();
+#endif
 }
 
 /* Whether `obj.name` is always `type.name` bound to obj, for every name: no instance dict, and no
@@ -71,18 +99,15 @@ static int lookups_fixed(PyTypeObject *type) {
     return 1;
 }
 
-/* The function behind `obj.name` if it is a plain method of a type whose lookups are fixed (a new
- * reference), else NULL: then it is looked up at each call. As the interpreter's own method lookup
- * (_PyObject_GetMethod): the MRO's entry, taken only if it binds like a function (not a
- * staticmethod, a property, ...). Runs no Python code and raises nothing. */
-static PyObject *method_lookup(PyObject *obj, PyObject *name) {
-    PyTypeObject *type = Py_TYPE(obj);
-    if (!lookups_fixed(type))
-        return NULL;
+/* The function behind `obj.name` for every instance of `type`, whose lookups are fixed, if it is a
+ * plain method, else NULL: then it is looked up at each call. Borrowed: the type's MRO holds it. As
+ * the interpreter's own method lookup (_PyObject_GetMethod): the MRO's entry, taken only if it binds
+ * like a function (not a staticmethod, a property, ...). Runs no Python code and raises nothing. */
+static PyObject *method_lookup(PyTypeObject *type, PyObject *name) {
     PyObject *fn = _PyType_Lookup(type, name); /* borrowed */
     if (fn == NULL || !PyType_HasFeature(Py_TYPE(fn), Py_TPFLAGS_METHOD_DESCRIPTOR))
         return NULL;
-    return Py_NewRef(fn);
+    return fn;
 }
 
 /* obj.name(*args[2:2 + nargs]) where args[1] is obj and args[0] is free: through `method` when
@@ -95,14 +120,47 @@ static inline PyObject *method_call(PyObject *method, PyObject *name, PyObject *
 
 /* ---- Writer: Connection.write's fast path ------------------------------------------------------ */
 
+/* The functions behind transport.write and transport.is_closing, for the last few transport types
+ * written to, most recent first (NULL functions: looked up by name at each call, see method_lookup).
+ * What a type whose lookups are fixed maps to cannot change, so one entry serves every transport of
+ * the type, and a new transport needs no lookup (decision 57). Each entry holds its type, so that
+ * its address cannot be reused while it is here; the functions are borrowed from the type's MRO. */
+#define TRANSPORT_TYPES 4
+typedef struct {
+    PyTypeObject *type;
+    PyObject *write, *is_closing;
+} TransportType;
+static TransportType transport_types[TRANSPORT_TYPES];
+
+/* Make `type` the first entry, found or looked up, and return it. Raises nothing. */
+static COLD TransportType transport_type_first(PyTypeObject *type) {
+    int found = TRANSPORT_TYPES - 1; /* not found: the last, least recent entry makes way */
+    for (int i = 1; i < TRANSPORT_TYPES; i++)
+        if (transport_types[i].type == type)
+            found = i;
+    TransportType entry = transport_types[found];
+    memmove(&transport_types[1], &transport_types[0], (size_t)found * sizeof(TransportType));
+    if (entry.type != type) {
+        PyTypeObject *old = entry.type;
+        entry.type = (PyTypeObject *)Py_NewRef(type);
+        entry.write = entry.is_closing = NULL;
+        if (lookups_fixed(type)) {
+            entry.write = method_lookup(type, s_write);
+            entry.is_closing = entry.write == NULL ? NULL : method_lookup(type, s_is_closing);
+            if (entry.is_closing == NULL)
+                entry.write = NULL;
+        }
+        transport_types[0] = entry;
+        Py_XDECREF(old); /* may run code (a finalizer) that writes and changes the entries: */
+    } else {
+        transport_types[0] = entry;
+    }
+    return entry; /* still `type`'s, which the caller's transport holds */
+}
+
 typedef struct {
     PyObject_HEAD
     PyObject *transport;
-    /* The functions behind transport.write and transport.is_closing where they cannot change (see
-     * method_lookup), found on the first fast write to this transport; `bound` says that it ran.
-     * Setting _transport drops them (decision 55). */
-    PyObject *write, *is_closing;
-    char bound;
     unsigned long thread_id;
     Py_ssize_t headroom;
     long long bytes_out;
@@ -112,37 +170,11 @@ typedef struct {
 
 static int Writer_traverse(Writer *self, visitproc visit, void *arg) {
     Py_VISIT(self->transport);
-    Py_VISIT(self->write);
-    Py_VISIT(self->is_closing);
     return 0;
 }
 
 static int Writer_clear(Writer *self) {
     Py_CLEAR(self->transport);
-    Py_CLEAR(self->write);
-    Py_CLEAR(self->is_closing);
-    return 0;
-}
-
-/* _transport: a field, whose setter also drops the functions found for the transport it replaces. */
-static PyObject *Writer_get_transport(Writer *self, void *closure) {
-    if (self->transport == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "_transport");
-        return NULL;
-    }
-    return Py_NewRef(self->transport);
-}
-
-static int Writer_set_transport(Writer *self, PyObject *value, void *closure) {
-    if (value == NULL && self->transport == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "_transport");
-        return -1;
-    }
-    Py_XINCREF(value);
-    Py_CLEAR(self->write);
-    Py_CLEAR(self->is_closing);
-    self->bound = 0;
-    Py_XSETREF(self->transport, value);
     return 0;
 }
 
@@ -152,62 +184,53 @@ static void Writer_dealloc(Writer *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* Find the functions behind transport.write and transport.is_closing, where they cannot change. */
-static void Writer_bind(Writer *self, PyObject *transport) {
-    /* No Python code runs here, so self->transport stays `transport` throughout. */
-    PyObject *write = method_lookup(transport, s_write);
-    PyObject *is_closing = write == NULL ? NULL : method_lookup(transport, s_is_closing);
-    if (is_closing == NULL)
-        Py_CLEAR(write);
-    Py_XSETREF(self->write, write);
-    Py_XSETREF(self->is_closing, is_closing);
-    self->bound = 1;
+/* Connection._write_slow(data): every case but the common one. */
+static COLD PyObject *write_slow(Writer *self, PyObject *data) {
+    return PyObject_CallMethodOneArg((PyObject *)self, s_write_slow, data);
+}
+
+static PyObject *write_data(Writer *self, PyObject *data) {
+    PyObject *transport = self->transport;
+    if (UNLIKELY(transport == NULL || transport == Py_None || !PyBytes_CheckExact(data) || !self->fast
+                 || current_thread() != self->thread_id || PyBytes_GET_SIZE(data) > self->headroom))
+        return write_slow(self, data);
+    /* is_closing(), or freeing a type that leaves the cache, may run Python code that replaces
+     * self->transport: hold it. The functions are its type's, which it holds. */
+    Py_INCREF(transport);
+    PyTypeObject *type = Py_TYPE(transport);
+    TransportType entry = transport_types[0];
+    if (UNLIKELY(entry.type != type))
+        entry = transport_type_first(type);
+    PyObject *argv[3] = {NULL, transport, data};
+    PyObject *closing = method_call(entry.is_closing, s_is_closing, argv, 0);
+    int closed = closing == NULL ? -1 : truth(closing);
+    Py_XDECREF(closing);
+    if (UNLIKELY(closed != 0)) {
+        Py_DECREF(transport);
+        return closed < 0 ? NULL : write_slow(self, data);
+    }
+    self->bytes_out += PyBytes_GET_SIZE(data);
+    PyObject *done = method_call(entry.write, s_write, argv, 1);
+    Py_DECREF(transport);
+    if (done == NULL)
+        return NULL;
+    Py_DECREF(done);
+    return Py_NewRef(self->writing_paused ? Py_False : Py_True);
+}
+
+/* write(data=...), as the Python form allows, or a TypeError. */
+static COLD PyObject *write_by_keyword(Writer *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs == 0 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1 && PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0))
+        && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "data") == 0)
+        return write_data(self, args[0]);
+    PyErr_SetString(PyExc_TypeError, "write() takes exactly one argument, data (bytes-like)");
+    return NULL;
 }
 
 static PyObject *Writer_write(Writer *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    PyObject *data;
-    if (nargs == 1 && kwnames == NULL) {
-        data = args[0];
-    } else if (nargs == 0 && kwnames != NULL && PyTuple_GET_SIZE(kwnames) == 1
-               && PyUnicode_Check(PyTuple_GET_ITEM(kwnames, 0))
-               && PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "data") == 0) {
-        data = args[0]; /* write(data=...), as the Python form allows */
-    } else {
-        PyErr_SetString(PyExc_TypeError, "write() takes exactly one argument, data (bytes-like)");
-        return NULL;
-    }
-    PyObject *transport = self->transport;
-    if (transport != NULL && transport != Py_None && PyBytes_CheckExact(data) && self->fast
-        && PyThread_get_thread_ident() == self->thread_id && PyBytes_GET_SIZE(data) <= self->headroom) {
-        Py_INCREF(transport); /* is_closing() may run Python code that replaces self->transport */
-        if (!self->bound)
-            Writer_bind(self, transport);
-        PyObject *write = self->write, *is_closing = self->is_closing; /* NULL: looked up */
-        Py_XINCREF(write); /* held for the calls, like transport */
-        Py_XINCREF(is_closing);
-        PyObject *argv[3] = {NULL, transport, data};
-        PyObject *closing = method_call(is_closing, s_is_closing, argv, 0);
-        Py_XDECREF(is_closing);
-        int closed = closing == NULL ? -1 : truth(closing);
-        Py_XDECREF(closing);
-        if (closed == 0) {
-            self->bytes_out += PyBytes_GET_SIZE(data);
-            PyObject *done = method_call(write, s_write, argv, 1);
-            Py_XDECREF(write);
-            Py_DECREF(transport);
-            if (done == NULL)
-                return NULL;
-            Py_DECREF(done);
-            return PyBool_FromLong(!self->writing_paused);
-        }
-        Py_XDECREF(write);
-        if (closed < 0) {
-            Py_DECREF(transport);
-            return NULL;
-        }
-        Py_DECREF(transport);
-    }
-    return PyObject_CallMethodOneArg((PyObject *)self, s_write_slow, data);
+    if (UNLIKELY(nargs != 1 || kwnames != NULL))
+        return write_by_keyword(self, args, nargs, kwnames);
+    return write_data(self, args[0]);
 }
 
 static PyMethodDef Writer_methods[] = {
@@ -219,16 +242,12 @@ static PyMethodDef Writer_methods[] = {
 };
 
 static PyMemberDef Writer_members[] = {
+    {"_transport", T_OBJECT_EX, offsetof(Writer, transport), 0, NULL},
     {"_thread_id", T_ULONG, offsetof(Writer, thread_id), 0, NULL},
     {"_headroom", T_PYSSIZET, offsetof(Writer, headroom), 0, NULL},
     {"_bytes_out", T_LONGLONG, offsetof(Writer, bytes_out), 0, NULL},
     {"_fast", T_BOOL, offsetof(Writer, fast), 0, NULL},
     {"_writing_paused", T_BOOL, offsetof(Writer, writing_paused), 0, NULL},
-    {NULL},
-};
-
-static PyGetSetDef Writer_getset[] = {
-    {"_transport", (getter)Writer_get_transport, (setter)Writer_set_transport, NULL, NULL},
     {NULL},
 };
 
@@ -244,7 +263,6 @@ static PyTypeObject WriterType = {
     .tp_clear = (inquiry)Writer_clear,
     .tp_methods = Writer_methods,
     .tp_members = Writer_members,
-    .tp_getset = Writer_getset,
 };
 
 /* ---- DispatcherBase: the fields of a Dispatcher that the receive path reads --------------------- */
@@ -298,31 +316,44 @@ static PyTypeObject DispatcherType = {
 
 /* Dispatcher.deliver(fn, data): its common case here, nothing running or queued and callbacks
  * untimed; Dispatcher._run or Dispatcher._delivered for everything else. A new reference or NULL. */
-static PyObject *deliver(DispatcherBase *disp, PyObject *fn, PyObject *data) {
-    PyObject *d = (PyObject *)disp;
-    int busy = truth(disp->running);
-    if (busy == 0)
-        busy = disp->slow != NULL && PyFloat_CheckExact(disp->slow) ? PyFloat_AS_DOUBLE(disp->slow) != 0.0 : truth(disp->slow);
-    if (busy < 0)
+static COLD PyObject *deliver_in_turn(PyObject *d, PyObject *fn, PyObject *data) {
+    return PyObject_CallMethodObjArgs(d, s_run, fn, data, NULL);
+}
+
+/* fn raised: Dispatcher._delivered reports it, if it is ours to catch. */
+static COLD PyObject *deliver_failed(DispatcherBase *disp) {
+    if (!PyErr_ExceptionMatches(caught)) { /* a CancelledError, GeneratorExit: not ours to report */
+        set_flag(&disp->running, 0);
         return NULL;
-    if (busy)
-        return PyObject_CallMethodObjArgs(d, s_run, fn, data, NULL);
+    }
+    PyObject *exc = take_exception();
+    PyObject *done = PyObject_CallMethodObjArgs((PyObject *)disp, s_delivered, Py_None, exc, NULL);
+    Py_DECREF(exc);
+    return done;
+}
+
+/* An awaitable to await in a task, or what fn asked for meanwhile to run: Python's part. Steals
+ * `result`. */
+static COLD PyObject *deliver_rest(DispatcherBase *disp, PyObject *result) {
+    PyObject *done = PyObject_CallMethodObjArgs((PyObject *)disp, s_delivered, result, Py_None, NULL);
+    Py_DECREF(result);
+    return done;
+}
+
+static PyObject *deliver(DispatcherBase *disp, PyObject *fn, PyObject *data) {
+    int busy = truth(disp->running);
+    if (LIKELY(busy == 0))
+        busy = disp->slow != NULL && PyFloat_CheckExact(disp->slow) ? PyFloat_AS_DOUBLE(disp->slow) != 0.0 : truth(disp->slow);
+    if (UNLIKELY(busy != 0))
+        return busy < 0 ? NULL : deliver_in_turn((PyObject *)disp, fn, data);
     set_flag(&disp->running, 1);
     PyObject *argv[2] = {NULL, data};
     PyObject *result = call(fn, argv, 1);
-    if (result == NULL) {
-        if (!PyErr_ExceptionMatches(caught)) { /* a CancelledError, GeneratorExit: not ours to report */
-            set_flag(&disp->running, 0);
-            return NULL;
-        }
-        PyObject *exc = take_exception();
-        PyObject *done = PyObject_CallMethodObjArgs(d, s_delivered, Py_None, exc, NULL);
-        Py_DECREF(exc);
-        return done;
-    }
-    if (result == Py_None) {
+    if (UNLIKELY(result == NULL))
+        return deliver_failed(disp);
+    if (LIKELY(result == Py_None)) {
         int queued = truth(disp->queue);
-        if (queued == 0) {
+        if (LIKELY(queued == 0)) {
             set_flag(&disp->running, 0);
             return result;
         }
@@ -332,10 +363,7 @@ static PyObject *deliver(DispatcherBase *disp, PyObject *fn, PyObject *data) {
             return NULL;
         }
     }
-    /* An awaitable to await in a task, or what fn asked for meanwhile to run: Python's part. */
-    PyObject *done = PyObject_CallMethodObjArgs(d, s_delivered, result, Py_None, NULL);
-    Py_DECREF(result);
-    return done;
+    return deliver_rest(disp, result);
 }
 
 /* ---- Receiver: a protocol's receive path ------------------------------------------------------- */
@@ -374,26 +402,36 @@ static void Recv_dealloc(Receiver *self) {
 /* The last type that passed for a dispatcher, held so that its address cannot be reused. */
 static PyTypeObject *dispatcher_seen;
 
+static COLD PyObject *not_set_up(void) {
+    PyErr_SetString(PyExc_TypeError, "the protocol is not set up (no dispatcher or on_data)");
+    return NULL;
+}
+
+/* Whether `d` is a DispatcherBase: 0, and its type is remembered; or -1 with a TypeError. */
+static COLD int check_dispatcher(PyObject *d) {
+    if (!PyObject_TypeCheck(d, &DispatcherType)) {
+        PyErr_SetString(PyExc_TypeError, "the protocol's dispatcher is not a DispatcherBase");
+        return -1;
+    }
+    Py_INCREF(Py_TYPE(d));
+    Py_XSETREF(dispatcher_seen, Py_TYPE(d));
+    return 0;
+}
+
 /* Count `size` received bytes and hand `data` to on_data through the dispatcher. A new reference to
  * None, or NULL. */
 static PyObject *receive(Receiver *self, PyObject *data, Py_ssize_t size) {
     PyObject *d = self->dispatcher, *fn = self->on_data;
-    if (d == NULL || fn == NULL) {
-        PyErr_SetString(PyExc_TypeError, "the protocol is not set up (no dispatcher or on_data)");
-        return NULL;
-    }
-    /* on_data may replace either (a reconnect inside on_data): hold them for the call. */
+    if (UNLIKELY(d == NULL || fn == NULL))
+        return not_set_up();
+    /* on_data may replace either (a reconnect inside on_data), and so may code run by freeing an old
+     * type in check_dispatcher: hold them. */
     Py_INCREF(d);
     Py_INCREF(fn);
-    if (Py_TYPE(d) != dispatcher_seen) {
-        if (!PyObject_TypeCheck(d, &DispatcherType)) {
-            PyErr_SetString(PyExc_TypeError, "the protocol's dispatcher is not a DispatcherBase");
-            Py_DECREF(d);
-            Py_DECREF(fn);
-            return NULL;
-        }
-        Py_INCREF(Py_TYPE(d));
-        Py_XSETREF(dispatcher_seen, Py_TYPE(d)); /* freeing the old type may run code: d, fn are held */
+    if (UNLIKELY(Py_TYPE(d) != dispatcher_seen) && check_dispatcher(d) < 0) {
+        Py_DECREF(d);
+        Py_DECREF(fn);
+        return NULL;
     }
     self->received += size;
     PyObject *done = deliver((DispatcherBase *)d, fn, data);

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import mmap
+import pathlib
+import ssl
 
 import pytest
+import trustme
 
 import connman
 from connman._callbacks import Dispatcher
@@ -139,3 +142,50 @@ async def test_the_fast_path_calls_what_the_transport_has_now(
     await recorder.wait_bytes(2)
     assert seen == [b"b"]
     assert bytes(recorder.data) == b"ab"
+
+
+@pytest.mark.parametrize("loop_factory", LOOPS)
+def test_writes_in_turn_to_transports_of_many_types_each_reach_their_own(
+    loop_factory: LoopFactory, tmp_path: pathlib.Path
+) -> None:
+    # The C form keeps what it found for the last few transport types written to, not per
+    # connection: TCP, Unix and TLS transports (on uvloop three types whose methods it calls
+    # directly; on asyncio TCP and Unix share one), written to in turn, each write must go through
+    # its own transport's methods.
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def body(cm: connman.ConnectionManager) -> None:
+        sock_path = str(tmp_path / "echo.sock")
+        tcp, tls = EchoServer(), EchoServer(ssl=server_context)
+        async with tcp, EchoServer(path=sock_path), tls:
+            recorders = [Recorder() for _ in range(4)]
+            conns = [
+                cm.connect(tcp.port, "127.0.0.1", on_data=recorders[0].on_data),
+                cm.connect_unix(sock_path, on_data=recorders[1].on_data),
+                cm.connect(
+                    tls.port,
+                    "127.0.0.1",
+                    on_data=recorders[2].on_data,
+                    ssl=client_context,
+                    server_hostname="localhost",
+                ),
+                cm.connect(tcp.port, "127.0.0.1", on_data=recorders[3].on_data),
+            ]
+            for conn in conns:
+                assert await conn.wait_connected(BOUND)
+            kinds = {type(conn.transport) for conn in conns}
+            same = type(conns[0].transport) is type(conns[1].transport)  # asyncio: TCP is Unix's
+            assert len(kinds) == (2 if same else 3)
+            for round_ in range(5):
+                for index, conn in enumerate(conns):
+                    assert conn.write(b"%d%d" % (index, round_)) is True
+            for index, (conn, recorder) in enumerate(zip(conns, recorders, strict=True)):
+                await recorder.wait_bytes(10)
+                assert bytes(recorder.data) == b"".join(b"%d%d" % (index, round_) for round_ in range(5))
+                assert conn.stats.bytes_out == 10
+
+    run_on(loop_factory, body)
