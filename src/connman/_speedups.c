@@ -13,7 +13,8 @@
 #include <Python.h>
 #include <structmember.h>
 #include "pythread.h"
-#ifndef MS_WINDOWS
+#if !defined(MS_WINDOWS) && defined(_POSIX_THREADS)
+#define THREAD_ID_IS_PTHREAD_SELF 1 /* as CPython's thread_pthread.h: get_ident() is pthread_self() */
 #include <pthread.h>
 #endif
 
@@ -79,10 +80,10 @@ static inline PyObject *call(PyObject *fn, PyObject *const *args, Py_ssize_t nar
 
 /* threading.get_ident(): PyThread_get_thread_ident, without its call where it is pthread_self. */
 static inline unsigned long current_thread(void) {
-#ifdef MS_WINDOWS
-    return PyThread_get_thread_ident();
-#else
+#ifdef THREAD_ID_IS_PTHREAD_SELF
     return (unsigned long)pthread_self();
+#else
+    return PyThread_get_thread_ident();
 #endif
 }
 
