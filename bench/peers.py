@@ -7,7 +7,8 @@ Workloads (the same Python-level logic for every peer, so only the I/O path diff
 - w2: pipelined, 64-byte messages, a window of 100 in flight; AMOUNT messages. Result: messages/s.
 - w3: bulk receive from a server that sends as fast as it can; AMOUNT bytes. Result: MB/s.
 - w8: CONNECTIONS (5th argument, default 1,000) connections on one loop, each ping-ponging 64-byte
-  messages at once, AMOUNT round trips each. Result: aggregate round trips/s.
+  messages at once, AMOUNT round trips each. Result: aggregate round trips/s, and per round trip the
+  client's CPU split into user and system time and the times it was switched out (`getrusage`).
 - w1i: W1 interleaved in one process. PEER (connman-asyncio or connman-uvloop) has one connection,
   and two raw `Protocol` connections on the same loop are its partner and an A/A control: the three
   take turns round trip by round trip, each round trip timed. AMOUNT round trips in all. Result: the
@@ -266,18 +267,31 @@ async def many_busy(peer: str, port: int, count: int, amount: int) -> dict[str, 
         transports = [transport for transport, _ in results]
         sends = [transport.write for transport in transports]
     started = time.perf_counter()
-    cpu_started = time.process_time()
+    usage_started = resource.getrusage(resource.RUSAGE_SELF)
     for work, send in zip(works, sends, strict=True):
         work.begin(send)
     await asyncio.wait_for(all_done, 300)
     elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    user = usage.ru_utime - usage_started.ru_utime
+    system = usage.ru_stime - usage_started.ru_stime
     if cm is not None:
         await cm.aclose()
     for transport in transports:
         transport.close()
     total = count * amount
-    return {"value": total / elapsed, "unit": "round trips/s", "cpu_us": cpu / total * 1e6}
+    return {
+        "value": total / elapsed,
+        "unit": "round trips/s",
+        "cpu_us": (user + system) / total * 1e6,
+        # The split tells the library's own (user) cost from the kernel's (system) per round trip.
+        "user_us": user / total * 1e6,
+        "sys_us": system / total * 1e6,
+        # Server and client share a core: how often the client was switched out, per round trip.
+        "switches": (usage.ru_nvcsw + usage.ru_nivcsw - usage_started.ru_nvcsw - usage_started.ru_nivcsw)
+        / total,
+        "voluntary": (usage.ru_nvcsw - usage_started.ru_nvcsw) / total,
+    }
 
 
 # ---- W1 interleaved: peers taking turns in one process ---------------------------------------------
