@@ -34,7 +34,7 @@ cov: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/connman demo
 
-# The full benchmark (under 10 minutes); writes the W5/W6 plots into docs/img.
+# The full benchmark (about 17 minutes on 2 cores); writes the W5/W6 plots into docs/img.
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/run.py --plots docs/img
 
